@@ -1,0 +1,1 @@
+"""Running the federation: the `ctta` CLI, provisioning, keys and the embedded demo."""

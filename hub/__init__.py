@@ -1,0 +1,1 @@
+"""The federation hub: indexes every centre's events and serves federated search."""

@@ -1,0 +1,97 @@
+"""The hub application factory: `create_app(settings)`.
+
+The lifespan runs the indexer (durable pull consumer of CTTA_EVENTS) and the heartbeat
+listener beside the API; both join NATS in the background so the API and search keep
+serving from the index while the backbone is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from ctta.hub.centres import heartbeats
+from ctta.hub.centres.views import router as centres_router
+from ctta.hub.index.ingest import Indexer
+from ctta.hub.index.views import router as index_router
+from ctta.hub.settings import HubSettings
+from ctta.protocol import backbone
+from ctta.protocol.registry import FederationRegistry
+from ctta.server.db import create_db_engine, migrate
+from ctta.server.openapi import operation_id
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: HubSettings) -> FastAPI:
+    registry = FederationRegistry.load(settings.registry_file)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        await asyncio.to_thread(migrate, engine, MIGRATIONS)
+        indexer = Indexer(engine, registry, settings.consumer, settings.ingest_batch)
+        app.state.engine = engine
+        app.state.ingest = indexer.state
+        app.state.nats_state = "connecting"
+        federate = asyncio.create_task(_federate(app, settings, indexer), name="hub-federate")
+        log.info("hub serving %d centres; database %s", len(registry.centres), engine.url.render_as_string())
+        try:
+            yield
+        finally:
+            federate.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await federate
+            engine.dispose()
+
+    app = FastAPI(
+        title="CTTA federation hub",
+        version="1.0",
+        description="Indexes every centre's published records and serves federated search.",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.include_router(index_router, prefix=API_PREFIX)
+    app.include_router(centres_router, prefix=API_PREFIX)
+
+    @app.get("/healthz", tags=["health"], summary="Database, NATS and ingest state")
+    def healthz() -> dict[str, object]:
+        with app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        ingest = app.state.ingest
+        return {
+            "status": "ok",
+            "database": "ok",
+            "nats": app.state.nats_state,
+            "indexed": ingest.indexed,
+            "dead_letters": ingest.dead_letters,
+            "last_error": ingest.last_error,
+        }
+
+    return app
+
+
+async def _federate(app: FastAPI, settings: HubSettings, indexer: Indexer) -> None:
+    def on_state(state: str) -> None:
+        app.state.nats_state = state
+
+    nc = await backbone.connect(settings.nats_url, "hub", on_state_change=on_state)
+    app.state.nats_state = "connected"
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(indexer.run(nc.jetstream()))
+            tasks.create_task(heartbeats.listen(nc, app.state.engine, app.state.registry))
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2)

@@ -1,0 +1,36 @@
+"""FastAPI dependencies of the hub, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+from starlette.datastructures import State
+
+from ctta.server.auth import token_matches
+
+bearer = HTTPBearer(auto_error=False, description="Alliance reader token")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def get_state(request: Request) -> State:
+    return request.app.state
+
+
+def is_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> bool:
+    return token_matches(credentials, request.app.state.settings.reader_token_values())
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+AppStateDep = Annotated[State, Depends(get_state)]
+IsReader = Annotated[bool, Depends(is_reader)]

@@ -1,0 +1,1 @@
+"""The federation index: ingest of centre events, dead letters and federated search."""

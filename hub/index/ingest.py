@@ -1,0 +1,220 @@
+"""The hub indexer: a durable pull consumer of every centre's events.
+
+Per batch: check each event (subject centre = `ce-centre` = source = key owner, signature,
+schema, version newer than stored), apply the good ones and dead-letter the bad ones in
+one transaction, commit, then ack (good) or terminate (bad). A crash before the commit
+means redelivery; a redelivered event is recognised by its id and acked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from ctta.hub.index import service
+from ctta.protocol import backbone
+from ctta.protocol.envelope import EnvelopeError, ReceivedEvent, check_provenance, parse_event
+from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
+from ctta.protocol.registry import FederationRegistry
+from ctta.protocol.subjects import ALL_EVENTS, parse_event_subject
+from ctta.protocol.taxonomy import RecordKind
+from ctta.server.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message."""
+
+    applied: bool
+    dead_letter: str | None = None
+
+
+@dataclass
+class IngestState:
+    """What `/centres` and `/healthz` report about ingest."""
+
+    indexed: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    last_batch_at: datetime | None = None
+    last_error: str | None = None
+    last_event_at: dict[str, datetime] = field(default_factory=dict)
+    lag_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _reject(reason: str) -> Outcome:
+    return Outcome(applied=False, dead_letter=reason)
+
+
+def apply_event(session: Session, registry: FederationRegistry, event: ReceivedEvent) -> Outcome:
+    """Check one parsed event and apply it to the index; never raises for bad input."""
+    try:
+        check_provenance(event, registry)
+    except EnvelopeError as exc:
+        return _reject(str(exc))
+    envelope = event.envelope
+    subject = parse_event_subject(event.nats_subject)
+    kind = subject.record_kind
+    if kind is None:
+        return _reject(f"{subject.kind!r} events are not indexed")
+    if envelope.type not in (f"org.ctta.{kind.value}.upserted.v1", f"org.ctta.{kind.value}.withdrawn.v1"):
+        return _reject(f"type {envelope.type!r} does not fit a {kind.value} subject")
+    model = Tombstone if envelope.action == "withdrawn" else PUBLISHED_MODELS[kind]
+    try:
+        record = model.model_validate(event.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "data"
+        return _reject(f"data does not match the {kind.value} schema: {where}: {first['msg']}")
+    if (record.id, record.centre, RecordKind(record.kind), record.version) != (
+        subject.id, envelope.centre, kind, envelope.version
+    ):
+        return _reject("data id, centre, kind or version differ from the envelope")
+    existing = service.find(session, envelope.centre, kind.value, record.id)
+    if existing is not None and existing.event_id == envelope.id:
+        return Outcome(applied=False)  # redelivery of what we already applied
+    if existing is not None and existing.version >= envelope.version:
+        return _reject(f"stale version {envelope.version}; the index holds version {existing.version}")
+    if isinstance(record, Tombstone):
+        service.tombstone(session, event, envelope.centre, kind.value, record.id, record.version, existing)
+    else:
+        service.upsert(session, event, record, existing)
+    return Outcome(applied=True)
+
+
+def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg]) -> list[Outcome]:
+    """Apply a batch in one transaction; returns one outcome per message, in order."""
+    outcomes: list[Outcome] = []
+    with session_scope(engine) as session:
+        for msg in messages:
+            stream_seq = msg.metadata.sequence.stream if msg.reply else None
+            try:
+                event = parse_event(msg.subject, msg.headers, msg.data)
+            except EnvelopeError as exc:
+                outcome = _reject(str(exc))
+            else:
+                outcome = apply_event(session, registry, event)
+            if outcome.dead_letter is not None:
+                service.dead_letter(
+                    session, subject=msg.subject, headers=msg.headers, body=msg.data,
+                    reason=outcome.dead_letter, stream_seq=stream_seq,
+                )
+            outcomes.append(outcome)
+    return outcomes
+
+
+@dataclass
+class Indexer:
+    engine: Engine
+    registry: FederationRegistry
+    consumer: str = backbone.HUB_INDEXER
+    batch_size: int = 256
+    state: IngestState = field(default_factory=IngestState)
+
+    async def run(self, js: JetStreamContext) -> None:
+        """Consume until cancelled; survives NATS outages and database hiccups."""
+        subscription = await self._subscribe(js)
+        batcher = backbone.PullBatcher(subscription, max_batch=self.batch_size)
+        while True:
+            try:
+                messages = await batcher.next_batch()
+            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self.state.last_error = f"fetch: {exc!r}"
+                log.warning("indexer fetch failed: %r; retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if messages:
+                await self._handle(messages)
+
+    async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+        delay = 0.2
+        while True:
+            try:
+                await backbone.ensure_consumer(
+                    js, backbone.EVENTS_STREAM, backbone.indexer_consumer_config(self.consumer)
+                )
+                return await js.pull_subscribe_bind(self.consumer, stream=backbone.EVENTS_STREAM)
+            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                log.warning("indexer cannot bind %s (%r); is `ctta backbone init` done?", self.consumer, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _handle(self, messages: list[Msg]) -> None:
+        try:
+            outcomes = await asyncio.to_thread(apply_batch, self.engine, self.registry, messages)
+        except Exception as exc:  # the database, not the events: let them come back later
+            self.state.last_error = f"apply: {exc!r}"
+            log.exception("indexer could not apply a batch of %d; it will be redelivered", len(messages))
+            for msg in messages:
+                await msg.nak(delay=2)
+            return
+        now = datetime.now(UTC)
+        for msg, outcome in zip(messages, outcomes, strict=True):
+            if outcome.dead_letter is not None:
+                self.state.dead_letters += 1
+                log.warning("dead letter %s: %s", msg.subject, outcome.dead_letter)
+                await msg.term()
+                continue
+            await msg.ack()
+            if not outcome.applied:
+                self.state.duplicates += 1
+                continue
+            self.state.indexed += 1
+            centre = msg.headers.get("ce-centre", "") if msg.headers else ""
+            self.state.last_event_at[centre] = now
+            event_time = msg.headers.get("ce-time") if msg.headers else None
+            if event_time:
+                self.state.lag_seconds[centre] = (now - datetime.fromisoformat(event_time)).total_seconds()
+        self.state.last_batch_at = now
+        self.state.last_error = None
+
+
+async def rebuild(engine: Engine, registry: FederationRegistry, js: JetStreamContext) -> int:
+    """Empty the index and refill it from the newest message of every subject in the stream."""
+    await asyncio.to_thread(_clear, engine)
+    info = await js.stream_info(backbone.EVENTS_STREAM)
+    if info.state.messages == 0:
+        return 0
+    subscription = await js.pull_subscribe(
+        ALL_EVENTS,
+        stream=backbone.EVENTS_STREAM,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            ack_policy=AckPolicy.EXPLICIT,
+            inactive_threshold=60.0,
+        ),
+    )
+    batcher = backbone.PullBatcher(subscription, max_batch=512, idle_wait=1.0)
+    applied = 0
+    try:
+        while True:
+            messages = await batcher.next_batch()
+            if not messages:
+                break
+            outcomes = await asyncio.to_thread(apply_batch, engine, registry, messages)
+            applied += sum(outcome.applied for outcome in outcomes)
+            for msg in messages:
+                await msg.ack()
+            if messages[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await subscription.unsubscribe()
+    return applied
+
+
+def _clear(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        service.clear(session)

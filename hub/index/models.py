@@ -1,0 +1,91 @@
+"""Index tables: one row per federation record (tombstones kept) and the dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import SQLModel
+
+from ctta.server.db import UtcDateTime
+from sqlmodel import Field as SQLField
+
+
+class IndexedRecord(SQLModel, table=True):
+    """The newest known state of a record.
+
+    A withdrawn record keeps its row (`withdrawn`, no data) so that a late, older event
+    cannot bring it back: the version gate needs the tombstone's version.
+    """
+
+    __tablename__ = "indexed_record"
+    __table_args__ = (
+        UniqueConstraint("centre", "kind", "record_id", name="uq_indexed_record"),
+        Index("ix_indexed_record_live", "withdrawn", "kind", "centre"),
+    )
+
+    pk: int | None = SQLField(default=None, primary_key=True)
+    centre: str = SQLField(max_length=32)
+    kind: str = SQLField(max_length=16)
+    record_id: str = SQLField(max_length=26)
+    version: int
+    withdrawn: bool = False
+    status: str = SQLField(default="", max_length=16)
+    visibility: str = SQLField(default="", max_length=16)
+    trl: int | None = None
+    fields_text: str = SQLField(default="", sa_column=Column(Text, nullable=False))
+    data: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+    event_id: str = SQLField(max_length=26)
+    event_time: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
+    indexed_at: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class DeadLetter(SQLModel, table=True):
+    """An event the hub refused, with the reason; kept for operators, never indexed."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    received_at: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
+    stream_seq: int | None = SQLField(default=None, index=True)
+    subject: str = SQLField(max_length=512)
+    event_id: str | None = SQLField(default=None, max_length=64)
+    centre: str | None = SQLField(default=None, max_length=64)
+    reason: str = SQLField(sa_column=Column(Text, nullable=False))
+    headers: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))
+    body: str = SQLField(sa_column=Column(Text, nullable=False))
+
+
+class SearchHit(BaseModel):
+    kind: str
+    centre: str
+    id: str
+    version: int
+    score: float
+    title: dict[str, str | None]
+    summary: dict[str, str | None]
+    fields: list[str]
+    trl: int | None
+    visibility: str
+    updated_at: datetime | None
+
+
+class SearchPage(BaseModel):
+    total: int
+    hits: list[SearchHit]
+    facets: dict[str, dict[str, int]] = Field(
+        description="Counts by kind, centre, field and trl over all matches"
+    )
+    next_offset: int | None = None
+
+
+class DeadLetterRead(BaseModel):
+    id: int
+    received_at: datetime
+    stream_seq: int | None
+    subject: str
+    event_id: str | None
+    centre: str | None
+    reason: str

@@ -1,0 +1,9 @@
+"""Alembic environment of the hub index."""
+
+from sqlmodel import SQLModel
+
+import ctta.hub.centres.models
+import ctta.hub.index.models  # noqa: F401  (register the tables)
+from ctta.server.alembic_env import run
+
+run(SQLModel.metadata)

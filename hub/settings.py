@@ -1,0 +1,37 @@
+"""Hub settings, from `CTTA_*` environment variables or passed in by the caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ctta.protocol.backbone import HUB_INDEXER
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CTTA_", env_ignore_empty=True, extra="ignore")
+
+    database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite file in data_dir")
+    data_dir: Path = Path("ctta-data")
+    nats_url: str = "nats://127.0.0.1:4222"
+    registry_file: Path = Field(
+        default=Path("deploy/federation.json"), description="The federation registry (centres, keys)"
+    )
+    consumer: str = Field(default=HUB_INDEXER, description="Durable consumer name on CTTA_EVENTS")
+    reader_tokens: list[SecretStr] = Field(
+        default_factory=list, description="Bearer tokens that may read alliance-only records"
+    )
+    ingest_batch: int = 256
+    heartbeat_timeout_seconds: float = 20.0
+    sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> HubSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'hub.db'}"
+        return self
+
+    def reader_token_values(self) -> list[str]:
+        return [token.get_secret_value() for token in self.reader_tokens]

@@ -1,0 +1,127 @@
+"""The node application factory: `create_app(settings)`.
+
+The lifespan owns everything with a life: the database engine, the NATS connection,
+the outbox relay and the heartbeat. NATS is joined in the background, so the node
+starts, serves and accepts writes while the backbone is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
+
+from ctta.node.federation import service as federation
+from ctta.node.federation.models import Heartbeat
+from ctta.node.federation.views import router as federation_router
+from ctta.node.outbox import service as outbox
+from ctta.node.outbox.relay import OutboxRelay
+from ctta.node.records.flows import Publisher
+from ctta.node.records.views import records_router
+from ctta.node.settings import NodeSettings
+from ctta.protocol import backbone
+from ctta.protocol.subjects import heartbeat_subject
+from ctta.protocol.taxonomy import CENTRES_BY_ID, RecordKind
+from ctta.server.db import create_db_engine, migrate, session_scope
+from ctta.server.openapi import operation_id
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: NodeSettings) -> FastAPI:
+    centre = CENTRES_BY_ID.get(settings.centre)
+    title = f"CTTA node: {centre.name_en if centre else settings.centre}"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        await asyncio.to_thread(migrate, engine, MIGRATIONS)
+        relay = OutboxRelay(engine, settings.relay_batch, settings.relay_max_backoff_seconds)
+        app.state.engine = engine
+        app.state.relay_state = relay.state
+        app.state.nats_state = "connecting"
+        app.state.publisher = Publisher(
+            centre=settings.centre,
+            signing_key=settings.signing_key(),
+            schema_base_url=settings.hub_url,
+            wake_relay=relay.wake,
+        )
+        federate = asyncio.create_task(_federate(app, settings, relay), name=f"federate-{settings.centre}")
+        log.info("node %s serving; database %s", settings.centre, engine.url.render_as_string())
+        try:
+            yield
+        finally:
+            federate.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await federate
+            engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        version="1.0",
+        description="A centre's node of the CTTA backbone: it owns the centre's records and "
+        "publishes their public projection to the federation.",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    for kind in RecordKind:
+        app.include_router(records_router(kind), prefix=API_PREFIX)
+    app.include_router(federation_router, prefix=API_PREFIX)
+
+    @app.get("/healthz", tags=["health"], summary="Database and NATS state")
+    def healthz() -> dict[str, str]:
+        with app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok", "centre": settings.centre, "database": "ok", "nats": app.state.nats_state}
+
+    return app
+
+
+async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) -> None:
+    """Join the backbone, then run the relay and the heartbeat until cancelled."""
+
+    def on_state(state: str) -> None:
+        app.state.nats_state = state
+
+    nc = await backbone.connect(settings.nats_url, f"node-{settings.centre}", on_state_change=on_state)
+    app.state.nats_state = "connected" if nc.is_connected else "connecting"
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(relay.run(nc.jetstream()))
+            tasks.create_task(_heartbeat(app, settings, nc))
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2)
+
+
+async def _heartbeat(app: FastAPI, settings: NodeSettings, nc: NatsClient) -> None:
+    while True:
+        if nc.is_connected:
+            beat = await asyncio.to_thread(_make_heartbeat, app, settings)
+            try:
+                await nc.publish(heartbeat_subject(settings.centre), beat.model_dump_json().encode())
+            except backbone.PublishError as exc:
+                log.debug("heartbeat not sent: %s", exc)
+        await asyncio.sleep(settings.heartbeat_seconds)
+
+
+def _make_heartbeat(app: FastAPI, settings: NodeSettings) -> Heartbeat:
+    with session_scope(app.state.engine) as session:
+        return Heartbeat(
+            centre=settings.centre,
+            node_url=settings.public_url,
+            sent_at=datetime.now(UTC),
+            outbox_backlog=outbox.backlog(session),
+            counts=federation.published_counts(session),
+        )

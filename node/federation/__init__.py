@@ -1,0 +1,1 @@
+"""This node's face to the federation: manifest, status and heartbeat."""

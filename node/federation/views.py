@@ -1,0 +1,36 @@
+"""`/federation/manifest` and `/federation/status`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from ctta.node.deps import SessionDep, SettingsDep
+from ctta.node.federation import service
+from ctta.node.federation.models import FederationStatus, Manifest
+from ctta.node.outbox import service as outbox
+
+router = APIRouter(prefix="/federation", tags=["federation"])
+
+
+@router.get("/manifest", response_model=Manifest, summary="Count and digest of what this node publishes")
+def get_manifest(
+    session: SessionDep,
+    settings: SettingsDep,
+    include: Annotated[Literal["records"] | None, Query()] = None,
+) -> Manifest:
+    return service.manifest(session, settings.centre, include_records=include == "records")
+
+
+@router.get("/status", response_model=FederationStatus, summary="Outbox backlog, last publish, NATS state")
+def get_status(request: Request, session: SessionDep, settings: SettingsDep) -> FederationStatus:
+    relay_state = request.app.state.relay_state
+    return FederationStatus(
+        centre=settings.centre,
+        nats=request.app.state.nats_state,
+        outbox_backlog=outbox.backlog(session),
+        published_since_start=relay_state.published,
+        last_published_at=relay_state.last_published_at,
+        last_publish_error=relay_state.last_error,
+    )

@@ -1,0 +1,9 @@
+"""Alembic environment of the node store."""
+
+from sqlmodel import SQLModel
+
+import ctta.node.outbox.models
+import ctta.node.records.models  # noqa: F401  (register the tables)
+from ctta.server.alembic_env import run
+
+run(SQLModel.metadata)

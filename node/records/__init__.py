@@ -1,0 +1,1 @@
+"""Records owned by this centre: achievements, demands, professionals and cases."""

@@ -1,0 +1,35 @@
+"""JSON Schema export of every event payload, named as in the events' `dataschema`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
+from ctta.protocol.taxonomy import RecordKind
+
+TOMBSTONE = "tombstone"
+
+
+def schema_names() -> list[str]:
+    return [kind.value for kind in RecordKind] + [TOMBSTONE]
+
+
+def event_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of one payload; KeyError for an unknown name."""
+    model = Tombstone if name == TOMBSTONE else PUBLISHED_MODELS[RecordKind(name)]
+    schema = model.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def export(directory: Path) -> list[Path]:
+    """Write `<name>.json` for every payload; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in schema_names():
+        path = directory / f"{name}.json"
+        path.write_text(json.dumps(event_schema(name), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Plumbing shared by the node and the hub: database engines, migrations, auth, logging."""
