@@ -10,13 +10,15 @@ from alembic import context
 from sqlalchemy import MetaData
 
 
-def run(target_metadata: MetaData) -> None:
+def run(target_metadata: MetaData, version_table: str) -> None:
+    """`version_table` is per application, so a node and the hub may even share a database."""
     connection = context.config.attributes.get("connection")
     if connection is None:
         raise RuntimeError("run migrations through ctta.server.db.migrate(engine, …)")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        version_table=version_table,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

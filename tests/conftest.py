@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -43,17 +43,23 @@ def _drop_database(name: str) -> None:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database on this machine, dropped afterwards."""
-    try:
-        name = _create_database()
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    _drop_database(name)
+def postgres_database() -> Iterator[Callable[[], str]]:
+    """Factory of new, empty PostgreSQL databases on this machine, dropped afterwards."""
+    created: list[str] = []
+
+    def make() -> str:
+        try:
+            name = _create_database()
+        except psycopg.OperationalError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"PostgreSQL not reachable: {exc}")
+        created.append(name)
+        return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+
+    yield make
+    for name in created:
+        _drop_database(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -61,7 +67,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The node and hub contract suites run against both stores."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("postgres_database")()
 
 
 @pytest.fixture

@@ -6,4 +6,4 @@ import ctta.hub.centres.models
 import ctta.hub.index.models  # noqa: F401  (register the tables)
 from ctta.server.alembic_env import run
 
-run(SQLModel.metadata)
+run(SQLModel.metadata, version_table="hub_alembic_version")

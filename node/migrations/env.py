@@ -6,4 +6,4 @@ import ctta.node.outbox.models
 import ctta.node.records.models  # noqa: F401  (register the tables)
 from ctta.server.alembic_env import run
 
-run(SQLModel.metadata)
+run(SQLModel.metadata, version_table="node_alembic_version")

@@ -1,0 +1,131 @@
+"""Faults with real parts: the backbone dies mid-load, the hub rebuilds from the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import nats
+import pytest
+from sqlmodel import Session
+
+from ctta.deploy.natsserver import NatsServer
+from ctta.hub.index import service as index
+from ctta.hub.index.ingest import rebuild
+from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
+
+CENTRES = ("eastern", "southern", "ocean")
+
+
+async def _manifest_union(federation: Federation) -> set[tuple[str, str, str, int]]:
+    union = set()
+    for centre, node in federation.nodes.items():
+        manifest = (await node.get("/api/v1/federation/manifest", params={"include": "records"})).json()
+        union |= {(centre, r["kind"], r["id"], r["version"]) for r in manifest["records"]}
+    return union
+
+
+def _index_entries(federation: Federation) -> set[tuple[str, str, str, int]]:
+    with Session(federation.hub_app.state.engine) as session:
+        return {(c, *entry) for c in CENTRES for entry in index.live_entries(session, c)}
+
+
+@pytest.mark.slow
+async def test_nats_killed_during_1000_writes_loses_and_duplicates_nothing(
+    nats_server: NatsServer, node_settings, hub_settings
+) -> None:
+    nodes = [node_settings(c, nats_server.url) for c in CENTRES]
+    async with Federation.start(nats_server, nodes, hub_settings(nats_server.url)) as federation:
+        total = 1000
+        counter = itertools.count()
+        accepted: list[str] = []
+        outage = {"down": 0, "up": 0}
+
+        async def writer() -> None:
+            while (n := next(counter)) < total:
+                if n == 300:
+                    nats_server.kill()
+                    outage["down"] = n
+                if n == 700:
+                    nats_server.start()
+                    outage["up"] = n
+                centre = CENTRES[n % 3]
+                path, body = (
+                    ("/api/v1/demands", demand_body(title={"en": f"Demand {n}"}))
+                    if n % 4 == 0
+                    else ("/api/v1/achievements", achievement_body(title_en=f"Offer {n}"))
+                )
+                response = await federation.nodes[centre].post(path, json=body, headers=STAFF)
+                assert response.status_code == 201, response.text
+                accepted.append(response.json()["id"])
+
+        await asyncio.gather(*(writer() for _ in range(8)))
+        assert len(accepted) == total and outage == {"down": 300, "up": 700}
+
+        async def converged() -> bool:
+            return _index_entries(federation) == await _manifest_union(federation)
+
+        await eventually(converged, timeout=90, interval=0.5)
+        entries = _index_entries(federation)
+        assert len(entries) == total and {entry[2] for entry in entries} == set(accepted)
+        for node in federation.nodes.values():
+            status = (await node.get("/api/v1/federation/status")).json()
+            assert status["outbox_backlog"] == 0
+        ingest = federation.hub_app.state.ingest
+        assert ingest.indexed == total and ingest.dead_letters == 0
+        nc = await nats.connect(nats_server.url)
+        info = await nc.jetstream().stream_info("CTTA_EVENTS")
+        await nc.close()
+        assert info.state.messages == total, "the stream holds each event once (Nats-Msg-Id dedupe)"
+
+
+async def test_hub_rebuild_from_the_stream_equals_the_live_index(federation: Federation) -> None:
+    eastern, southern = federation.nodes["eastern"], federation.nodes["southern"]
+    kept = (await eastern.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)).json()
+    changed = (await southern.post("/api/v1/demands", json=demand_body(), headers=STAFF)).json()
+    dropped = (await southern.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)).json()
+    await southern.put(f"/api/v1/demands/{changed['id']}", json=demand_body(version=1, title={"en": "Changed"}), headers=STAFF)
+    await southern.delete(f"/api/v1/achievements/{dropped['id']}", headers=STAFF)
+    expected = {("eastern", "achievement", kept["id"], 1), ("southern", "demand", changed["id"], 2)}
+
+    async def settled() -> bool:
+        return _index_entries(federation) == expected and federation.hub_app.state.ingest.indexed == 5
+
+    await eventually(settled)
+    before = await federation.search()
+    nc = await nats.connect(federation.nats.url)
+    try:
+        engine = federation.hub_app.state.engine
+        applied = await rebuild(engine, federation.hub_app.state.registry, nc.jetstream())
+    finally:
+        await nc.close()
+    assert applied == 3, "newest message of each of the three subjects, the tombstone included"
+    assert _index_entries(federation) == expected
+    after = await federation.search()
+    assert [h["id"] for h in after["hits"]] == [h["id"] for h in before["hits"]]
+    assert (await federation.search(q="Changed"))["total"] == 1
+
+
+@pytest.mark.postgres
+async def test_federation_on_postgresql(nats_server: NatsServer, node_settings, hub_settings, postgres_database) -> None:
+    """The same flow with the node and the hub on PostgreSQL (tsvector search)."""
+    node_settings_pg = node_settings("eastern", nats_server.url, postgres_database())
+    async with Federation.start(nats_server, [node_settings_pg], hub_settings(nats_server.url, postgres_database())) as federation:
+        node = federation.nodes["eastern"]
+        created = (await node.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)).json()
+
+        async def found(q: str) -> bool:
+            return created["id"] in await federation.search_ids(q=q)
+
+        await eventually(lambda: found("电池"))
+        assert await found("锂") and await found("lithium battery")
+        update = achievement_body(version=1, title_zh="钠离子电池正极材料", title_en="Sodium-ion cathode")
+        assert (await node.put(f"/api/v1/achievements/{created['id']}", json=update, headers=STAFF)).status_code == 200
+        await eventually(lambda: found("钠离子"))
+        assert not await found("锂电池回收")
+        await node.delete(f"/api/v1/achievements/{created['id']}", headers=STAFF)
+
+        async def gone() -> bool:
+            return not await found("电池")
+
+        await eventually(gone)
