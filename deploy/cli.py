@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -12,31 +13,32 @@ from ctta.server.logs import configure as configure_logging
 
 def _node(args: argparse.Namespace) -> None:
     import uvicorn
-
     from ctta.node.app import create_app
     from ctta.node.settings import NodeSettings
 
     settings = NodeSettings(centre=args.centre) if args.centre else NodeSettings()  # type: ignore[call-arg]
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level.lower())
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level=args.log_level.lower()
+    )
 
 
 def _hub(args: argparse.Namespace) -> None:
     import uvicorn
-
     from ctta.hub.app import create_app
     from ctta.hub.settings import HubSettings
 
-    uvicorn.run(create_app(HubSettings()), host=args.host, port=args.port, log_level=args.log_level.lower())
+    uvicorn.run(
+        create_app(HubSettings()), host=args.host, port=args.port, log_level=args.log_level.lower()
+    )
 
 
 def _hub_rebuild(_: argparse.Namespace) -> None:
+    from ctta.hub.app import MIGRATIONS
     from ctta.hub.index.ingest import rebuild
     from ctta.hub.settings import HubSettings
     from ctta.protocol import backbone
     from ctta.protocol.registry import FederationRegistry
     from ctta.server.db import create_db_engine, migrate
-
-    from ctta.hub.app import MIGRATIONS
 
     settings = HubSettings()
 
@@ -45,7 +47,9 @@ def _hub_rebuild(_: argparse.Namespace) -> None:
         migrate(engine, MIGRATIONS)
         nc = await backbone.connect(settings.nats_url, "hub-rebuild")
         try:
-            return await rebuild(engine, FederationRegistry.load(settings.registry_file), nc.jetstream())
+            return await rebuild(
+                engine, FederationRegistry.load(settings.registry_file), nc.jetstream()
+            )
         finally:
             await nc.close()
 
@@ -72,7 +76,11 @@ def _keys_generate(args: argparse.Namespace) -> None:
 
     key = new_key(args.centre)
     if args.registry:
-        registry = FederationRegistry.load(args.registry) if args.registry.exists() else FederationRegistry.alliance()
+        registry = (
+            FederationRegistry.load(args.registry)
+            if args.registry.exists()
+            else FederationRegistry.alliance()
+        )
         entry = registry.centre(args.centre)
         if entry is None:
             sys.exit(f"centre {args.centre!r} is not in {args.registry}")
@@ -94,12 +102,14 @@ def _demo(args: argparse.Namespace) -> None:
     from ctta.deploy.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        data_dir=args.data_dir, token=args.token, host=args.host, hub_port=args.hub_port, nats_port=args.nats_port
+        data_dir=args.data_dir,
+        token=args.token,
+        host=args.host,
+        hub_port=args.hub_port,
+        nats_port=args.nats_port,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(options))
-    except KeyboardInterrupt:
-        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,15 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="CTTA backbone: centre nodes, NATS backbone and federation hub. "
         "Settings come from CTTA_* environment variables (see README).",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="run the whole federation locally with sample data")
-    demo.add_argument("--data-dir", type=Path, default=Path("ctta-demo"), help="where state lives (default: ./ctta-demo)")
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("ctta-demo"),
+        help="where state lives (default: ./ctta-demo)",
+    )
     demo.add_argument("--token", help="make every node accept this staff token (for scripts)")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--hub-port", type=int, default=8700, help="hub port; nodes take the next eleven")
-    demo.add_argument("--nats-port", type=int, default=4333, help="port of the demo's own nats-server")
+    demo.add_argument(
+        "--hub-port", type=int, default=8700, help="hub port; nodes take the next eleven"
+    )
+    demo.add_argument(
+        "--nats-port", type=int, default=4333, help="port of the demo's own nats-server"
+    )
     demo.set_defaults(handler=_demo)
 
     node = commands.add_parser("node", help="run one centre's node (CTTA_* settings)")
@@ -130,25 +151,37 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--port", type=int, default=8700)
     hub.set_defaults(handler=_hub)
     hub_commands = hub.add_subparsers(dest="hub_command", metavar="SUBCOMMAND")
-    rebuild = hub_commands.add_parser("rebuild", help="empty the index and replay CTTA_EVENTS into it")
+    rebuild = hub_commands.add_parser(
+        "rebuild", help="empty the index and replay CTTA_EVENTS into it"
+    )
     rebuild.set_defaults(handler=_hub_rebuild)
 
     backbone = commands.add_parser("backbone", help="provision the NATS backbone")
-    backbone_commands = backbone.add_subparsers(dest="backbone_command", required=True, metavar="SUBCOMMAND")
+    backbone_commands = backbone.add_subparsers(
+        dest="backbone_command", required=True, metavar="SUBCOMMAND"
+    )
     init = backbone_commands.add_parser("init", help="create streams and consumers (idempotent)")
     init.add_argument("--nats-url", default="nats://127.0.0.1:4222")
-    init.add_argument("--topology", choices=["single"], default="single", help="single server (default)")
+    init.add_argument(
+        "--topology", choices=["single"], default="single", help="single server (default)"
+    )
     init.set_defaults(handler=_backbone_init)
 
     keys = commands.add_parser("keys", help="event-signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
-    generate = keys_commands.add_parser("generate", help="new signing key for a centre; prints CTTA_* settings")
+    generate = keys_commands.add_parser(
+        "generate", help="new signing key for a centre; prints CTTA_* settings"
+    )
     generate.add_argument("--centre", required=True)
-    generate.add_argument("--registry", type=Path, help="also add the public key to this federation file")
+    generate.add_argument(
+        "--registry", type=Path, help="also add the public key to this federation file"
+    )
     generate.set_defaults(handler=_keys_generate)
 
     schemas = commands.add_parser("schemas", help="JSON Schemas of the event payloads")
-    schemas_commands = schemas.add_subparsers(dest="schemas_command", required=True, metavar="SUBCOMMAND")
+    schemas_commands = schemas.add_subparsers(
+        dest="schemas_command", required=True, metavar="SUBCOMMAND"
+    )
     export = schemas_commands.add_parser("export", help="write one JSON Schema file per payload")
     export.add_argument("directory", type=Path)
     export.set_defaults(handler=_schemas_export)

@@ -22,8 +22,6 @@ from pathlib import Path
 import httpx
 import nats
 import uvicorn
-from pydantic import SecretStr
-
 from ctta.deploy.keys import ensure_keys
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.app import create_app as create_hub
@@ -34,6 +32,7 @@ from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.taxonomy import CENTRES, RecordKind
+from pydantic import SecretStr
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,9 @@ async def _load_samples(client: httpx.AsyncClient, node_url: str, centre: str, t
     headers = {"Authorization": f"Bearer {token}"}
     existing = 0
     for kind in RecordKind:
-        response = await client.get(f"{node_url}/api/v1/{PLURALS[kind]}", params={"limit": 1}, headers=headers)
+        response = await client.get(
+            f"{node_url}/api/v1/{PLURALS[kind]}", params={"limit": 1}, headers=headers
+        )
         response.raise_for_status()
         existing += len(response.json()["items"])
     if existing:
@@ -89,7 +90,9 @@ async def _load_samples(client: httpx.AsyncClient, node_url: str, centre: str, t
             f"{node_url}/api/v1/{PLURALS[RecordKind(item['kind'])]}", json=body, headers=headers
         )
         if response.status_code != 201:
-            raise RuntimeError(f"sample record of {centre} refused: {response.status_code} {response.text}")
+            raise RuntimeError(
+                f"sample record of {centre} refused: {response.status_code} {response.text}"
+            )
         created += 1
     return created
 
@@ -105,11 +108,16 @@ async def run_demo(options: DemoOptions) -> None:
     try:
         registry_file = options.data_dir / "federation.json"
         registry = (
-            FederationRegistry.load(registry_file) if registry_file.exists() else FederationRegistry.alliance()
+            FederationRegistry.load(registry_file)
+            if registry_file.exists()
+            else FederationRegistry.alliance()
         )
         keys = ensure_keys(registry, options.data_dir / "signing-keys.json", list(options.centres))
         hub_url = f"http://{options.host}:{options.hub_port}"
-        node_urls = {c: f"http://{options.host}:{options.hub_port + 1 + i}" for i, c in enumerate(options.centres)}
+        node_urls = {
+            c: f"http://{options.host}:{options.hub_port + 1 + i}"
+            for i, c in enumerate(options.centres)
+        }
         for centre_id, url in node_urls.items():
             entry = registry.centre(centre_id)
             assert entry is not None
@@ -123,19 +131,30 @@ async def run_demo(options: DemoOptions) -> None:
             await nc.close()
 
         hub_settings = HubSettings(
-            data_dir=options.data_dir, nats_url=nats_server.url, registry_file=registry_file,
+            data_dir=options.data_dir,
+            nats_url=nats_server.url,
+            registry_file=registry_file,
             reader_tokens=[SecretStr(token)],
         )
         apps = [(create_hub(hub_settings), options.hub_port)]
         for centre_id, url in node_urls.items():
             settings = NodeSettings(
-                centre=centre_id, data_dir=options.data_dir, nats_url=nats_server.url, hub_url=hub_url,
-                public_url=url, signing_key_id=keys[centre_id].key_id,
-                signing_key_seed=SecretStr(keys[centre_id].seed_b64()), staff_tokens=[SecretStr(token)],
+                centre=centre_id,
+                data_dir=options.data_dir,
+                nats_url=nats_server.url,
+                hub_url=hub_url,
+                public_url=url,
+                signing_key_id=keys[centre_id].key_id,
+                signing_key_seed=SecretStr(keys[centre_id].seed_b64()),
+                staff_tokens=[SecretStr(token)],
             )
             apps.append((create_node(settings), int(url.rsplit(":", 1)[1])))
         servers = [
-            _Server(uvicorn.Config(app, host=options.host, port=port, log_level="warning", lifespan="on"))
+            _Server(
+                uvicorn.Config(
+                    app, host=options.host, port=port, log_level="warning", lifespan="on"
+                )
+            )
             for app, port in apps
         ]
         loop = asyncio.get_running_loop()
@@ -152,7 +171,10 @@ async def run_demo(options: DemoOptions) -> None:
             loaded = await asyncio.gather(
                 *(_load_samples(client, url, c, token) for c, url in node_urls.items())
             )
-        print(f"\nCTTA demo ready in {time.monotonic() - started:.1f}s (data in {options.data_dir.resolve()})")
+        print(
+            f"\nCTTA demo ready in {time.monotonic() - started:.1f}s "
+            f"(data in {options.data_dir.resolve()})"
+        )
         if sum(loaded):
             print(f"  loaded {sum(loaded)} sample records through the node APIs")
         print(f"  NATS      {nats_server.url}")

@@ -23,7 +23,10 @@ def load_seeds(path: Path) -> dict[str, SigningKey]:
     if not path.exists():
         return {}
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return {centre: SigningKey.from_seed(entry["key_id"], entry["seed"]) for centre, entry in raw.items()}
+    return {
+        centre: SigningKey.from_seed(entry["key_id"], entry["seed"])
+        for centre, entry in raw.items()
+    }
 
 
 def save_seeds(path: Path, keys: dict[str, SigningKey]) -> None:
@@ -32,7 +35,9 @@ def save_seeds(path: Path, keys: dict[str, SigningKey]) -> None:
     os.chmod(path, 0o600)
 
 
-def ensure_keys(registry: FederationRegistry, seeds_file: Path, centres: list[str]) -> dict[str, SigningKey]:
+def ensure_keys(
+    registry: FederationRegistry, seeds_file: Path, centres: list[str]
+) -> dict[str, SigningKey]:
     """A key for every centre, created once and listed in the registry."""
     keys = load_seeds(seeds_file)
     for centre_id in centres:

@@ -62,10 +62,21 @@ class NatsServer:
         if self.port in RESERVED_PORTS:
             raise ValueError(f"port {self.port} is reserved for the machine's own NATS")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        command = [binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)]
+        command = [
+            binary(),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.store_dir),
+        ]
         if self.log_file is not None:
             command += ["-l", str(self.log_file)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if not wait_for_port(self.port, timeout):
             self.stop()
             raise RuntimeError(f"nats-server did not listen on {self.port} within {timeout}s")

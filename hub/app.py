@@ -13,9 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
-from sqlalchemy import text
-
 from ctta.hub.centres import heartbeats
 from ctta.hub.centres.views import router as centres_router
 from ctta.hub.index.ingest import Indexer
@@ -25,6 +22,8 @@ from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
 from ctta.server.openapi import operation_id
+from fastapi import FastAPI
+from sqlalchemy import text
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +36,20 @@ def create_app(settings: HubSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        engine = create_db_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
         await asyncio.to_thread(migrate, engine, MIGRATIONS)
         indexer = Indexer(engine, registry, settings.consumer, settings.ingest_batch)
         app.state.engine = engine
         app.state.ingest = indexer.state
         app.state.nats_state = "connecting"
         federate = asyncio.create_task(_federate(app, settings, indexer), name="hub-federate")
-        log.info("hub serving %d centres; database %s", len(registry.centres), engine.url.render_as_string())
+        log.info(
+            "hub serving %d centres; database %s",
+            len(registry.centres),
+            engine.url.render_as_string(),
+        )
         try:
             yield
         finally:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ctta.protocol.backbone import HUB_INDEXER
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from ctta.protocol.backbone import HUB_INDEXER
 
 
 class HubSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CTTA_", env_ignore_empty=True, extra="ignore")
 
-    database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite file in data_dir")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; default: SQLite file in data_dir"
+    )
     data_dir: Path = Path("ctta-data")
     nats_url: str = "nats://127.0.0.1:4222"
     registry_file: Path = Field(
-        default=Path("deploy/federation.json"), description="The federation registry (centres, keys)"
+        default=Path("deploy/federation.json"),
+        description="The federation registry (centres, keys)",
     )
     consumer: str = Field(default=HUB_INDEXER, description="Durable consumer name on CTTA_EVENTS")
     reader_tokens: list[SecretStr] = Field(

@@ -14,10 +14,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI
-from nats.aio.client import Client as NatsClient
-from sqlalchemy import text
-
 from ctta.node.federation import service as federation
 from ctta.node.federation.models import Heartbeat
 from ctta.node.federation.views import router as federation_router
@@ -31,6 +27,9 @@ from ctta.protocol.subjects import heartbeat_subject
 from ctta.protocol.taxonomy import CENTRES_BY_ID, RecordKind
 from ctta.server.db import create_db_engine, migrate, session_scope
 from ctta.server.openapi import operation_id
+from fastapi import FastAPI
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        engine = create_db_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
         await asyncio.to_thread(migrate, engine, MIGRATIONS)
         relay = OutboxRelay(engine, settings.relay_batch, settings.relay_max_backoff_seconds)
         app.state.engine = engine
@@ -56,7 +57,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
             schema_base_url=settings.hub_url,
             wake_relay=relay.wake,
         )
-        federate = asyncio.create_task(_federate(app, settings, relay), name=f"federate-{settings.centre}")
+        federate = asyncio.create_task(
+            _federate(app, settings, relay), name=f"federate-{settings.centre}"
+        )
         log.info("node %s serving; database %s", settings.centre, engine.url.render_as_string())
         try:
             yield
@@ -83,7 +86,12 @@ def create_app(settings: NodeSettings) -> FastAPI:
     def healthz() -> dict[str, str]:
         with app.state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        return {"status": "ok", "centre": settings.centre, "database": "ok", "nats": app.state.nats_state}
+        return {
+            "status": "ok",
+            "centre": settings.centre,
+            "database": "ok",
+            "nats": app.state.nats_state,
+        }
 
     return app
 
@@ -94,7 +102,9 @@ async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) ->
     def on_state(state: str) -> None:
         app.state.nats_state = state
 
-    nc = await backbone.connect(settings.nats_url, f"node-{settings.centre}", on_state_change=on_state)
+    nc = await backbone.connect(
+        settings.nats_url, f"node-{settings.centre}", on_state_change=on_state
+    )
     app.state.nats_state = "connected" if nc.is_connected else "connecting"
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -110,7 +120,9 @@ async def _heartbeat(app: FastAPI, settings: NodeSettings, nc: NatsClient) -> No
         if nc.is_connected:
             beat = await asyncio.to_thread(_make_heartbeat, app, settings)
             try:
-                await nc.publish(heartbeat_subject(settings.centre), beat.model_dump_json().encode())
+                await nc.publish(
+                    heartbeat_subject(settings.centre), beat.model_dump_json().encode()
+                )
             except backbone.PublishError as exc:
                 log.debug("heartbeat not sent: %s", exc)
         await asyncio.sleep(settings.heartbeat_seconds)

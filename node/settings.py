@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from ctta.protocol.signing import SigningKey
 from ctta.protocol.taxonomy import CENTRE_ID_PATTERN
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class NodeSettings(BaseSettings):
@@ -23,8 +22,12 @@ class NodeSettings(BaseSettings):
     hub_url: str = Field(
         default="http://127.0.0.1:8700", description="Base of the dataschema URLs in events"
     )
-    public_url: str | None = Field(default=None, description="This node's URL, announced in heartbeats")
-    signing_key_id: str = Field(default="", description="Event-signing key id, e.g. 'eastern#2026-1'")
+    public_url: str | None = Field(
+        default=None, description="This node's URL, announced in heartbeats"
+    )
+    signing_key_id: str = Field(
+        default="", description="Event-signing key id, e.g. 'eastern#2026-1'"
+    )
     signing_key_seed: SecretStr = Field(default=SecretStr(""), description="base64url Ed25519 seed")
     staff_tokens: list[SecretStr] = Field(
         default_factory=list, description="Bearer tokens accepted for writes and private reads"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import nats
 import nats.errors
 import nats.js.errors
+from ctta.protocol.subjects import ALL_EVENTS, ALL_ROUTES
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -28,8 +29,6 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-
-from ctta.protocol.subjects import ALL_EVENTS, ALL_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +135,7 @@ async def connect(
                 reconnected_cb=reconnected_cb,
                 closed_cb=closed_cb,
             )
-        except (nats.errors.NoServersError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
             _raise_if_cancelled()
             log.warning("nats %s: cannot reach %s (%s); retrying in %.1fs", name, url, exc, delay)
             await asyncio.sleep(delay)
@@ -211,12 +210,12 @@ class PullBatcher:
     async def next_batch(self) -> list[Msg]:
         try:
             first = await self.subscription.fetch(1, timeout=self.idle_wait)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             return []
         if self.max_batch == 1:
             return first
         try:
             rest = await self.subscription.fetch(self.max_batch - 1, timeout=self.linger)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             rest = []
         return first + rest

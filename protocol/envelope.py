@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from ulid import ULID
-
 from ctta.protocol.records import ULID_PATTERN, CentreId
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SignatureError, SigningKey, verify
 from ctta.protocol.subjects import SubjectError, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ulid import ULID
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -158,7 +157,10 @@ def build_event(
     )
     signature = signing_key.sign(envelope.signed_document(data))
     envelope = envelope.model_copy(update={"signature": signature})
-    headers = {f"{HEADER_PREFIX}{name}": quote(value, safe=_SAFE) for name, value in envelope.attributes().items()}
+    headers = {
+        f"{HEADER_PREFIX}{name}": quote(value, safe=_SAFE)
+        for name, value in envelope.attributes().items()
+    }
     headers[MSG_ID_HEADER] = envelope.id
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return WireEvent(subject=nats_subject, headers=headers, body=body)
@@ -206,7 +208,9 @@ def check_provenance(event: ReceivedEvent, registry: FederationRegistry) -> None
     if envelope.source != source_for(envelope.centre):
         raise EnvelopeError(f"source {envelope.source!r} is not {source_for(envelope.centre)!r}")
     if envelope.subject != f"{subject.kind}/{subject.id}":
-        raise EnvelopeError(f"ce-subject {envelope.subject!r} does not name {subject.kind}/{subject.id}")
+        raise EnvelopeError(
+            f"ce-subject {envelope.subject!r} does not name {subject.kind}/{subject.id}"
+        )
     owner = registry.key_owner(envelope.keyid)
     if owner is None:
         raise EnvelopeError(f"signing key {envelope.keyid!r} is not in the federation registry")

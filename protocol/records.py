@@ -12,16 +12,6 @@ import re
 from datetime import date, datetime
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    EmailStr,
-    Field,
-    StringConstraints,
-    model_validator,
-)
-
 from ctta.protocol.taxonomy import (
     CENTRE_ID_PATTERN,
     TRL_MAX,
@@ -35,6 +25,15 @@ from ctta.protocol.taxonomy import (
     TransferMode,
     ValueBand,
     Visibility,
+)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
 )
 
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
@@ -152,9 +151,7 @@ class AchievementContent(RecordContent):
     trl: Trl
     ip_status: IpStatus = IpStatus.NONE
     patent_numbers: Annotated[list[ShortText], Field(max_length=50)] = []
-    transfer_modes: Annotated[
-        list[TransferMode], Field(min_length=1), AfterValidator(_unique)
-    ]
+    transfer_modes: Annotated[list[TransferMode], Field(min_length=1), AfterValidator(_unique)]
     price_range: MoneyRange | None = None
     owner_institution: ShortText
     applications: BilingualSummary | None = None

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from ctta.protocol.records import CentreId
 from ctta.protocol.taxonomy import CENTRES
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class CentreEntry(BaseModel):
@@ -40,7 +39,9 @@ class FederationRegistry(BaseModel):
         for centre in self.centres:
             for key_id in centre.keys:
                 if key_id in seen:
-                    raise ValueError(f"key id {key_id!r} is listed for {seen[key_id]} and {centre.id}")
+                    raise ValueError(
+                        f"key id {key_id!r} is listed for {seen[key_id]} and {centre.id}"
+                    )
                 seen[key_id] = centre.id
         ids = [centre.id for centre in self.centres]
         if len(ids) != len(set(ids)):

@@ -30,6 +30,8 @@ def export(directory: Path) -> list[Path]:
     written = []
     for name in schema_names():
         path = directory / f"{name}.json"
-        path.write_text(json.dumps(event_schema(name), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(event_schema(name), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         written.append(path)
     return written

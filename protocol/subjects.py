@@ -50,7 +50,8 @@ def centre_events(centre: str) -> str:
 
 def response_subject(centre: str, match_id: str) -> str:
     """A centre's answer to a match proposal."""
-    return f"{EVENTS_ROOT}.{_check_centre(centre)}.{RESPONSE_KIND}.{_check_token(match_id, 'match id')}"
+    match_id = _check_token(match_id, "match id")
+    return f"{EVENTS_ROOT}.{_check_centre(centre)}.{RESPONSE_KIND}.{match_id}"
 
 
 def route_subject(centre: str, match_id: str) -> str:

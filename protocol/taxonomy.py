@@ -25,17 +25,53 @@ class Centre:
 
 
 CENTRES: tuple[Centre, ...] = (
-    Centre("zhongguancun", "国家技术转移集聚区（中关村）", "Zhongguancun Technology Transfer Cluster", "Beijing"),
-    Centre("southern", "国家技术转移南方中心", "National Technology Transfer Southern Center", "Shenzhen"),
-    Centre("eastern", "国家技术转移东部中心", "National Technology Transfer Eastern Center", "Shanghai"),
-    Centre("strait", "国家技术转移海峡中心", "National Technology Transfer Strait Center", "Fuzhou"),
+    Centre(
+        "zhongguancun",
+        "国家技术转移集聚区（中关村）",
+        "Zhongguancun Technology Transfer Cluster",
+        "Beijing",
+    ),
+    Centre(
+        "southern",
+        "国家技术转移南方中心",
+        "National Technology Transfer Southern Center",
+        "Shenzhen",
+    ),
+    Centre(
+        "eastern", "国家技术转移东部中心", "National Technology Transfer Eastern Center", "Shanghai"
+    ),
+    Centre(
+        "strait", "国家技术转移海峡中心", "National Technology Transfer Strait Center", "Fuzhou"
+    ),
     Centre("sunan", "国家技术转移苏南中心", "National Technology Transfer Sunan Center", "Suzhou"),
-    Centre("zhengzhou", "国家技术转移郑州中心", "National Technology Transfer Zhengzhou Center", "Zhengzhou"),
+    Centre(
+        "zhengzhou",
+        "国家技术转移郑州中心",
+        "National Technology Transfer Zhengzhou Center",
+        "Zhengzhou",
+    ),
     Centre("ocean", "国家海洋技术转移中心", "National Ocean Technology Transfer Center", "Qingdao"),
-    Centre("central", "国家技术转移中部中心", "National Technology Transfer Central Center", "Wuhan"),
-    Centre("southwest", "国家技术转移西南中心", "National Technology Transfer Southwest Center", "Chengdu"),
-    Centre("northwest", "国家技术转移西北中心", "National Technology Transfer Northwest Center", "Xi'an"),
-    Centre("northeast", "国家技术转移东北中心", "National Technology Transfer Northeast Center", "Changchun"),
+    Centre(
+        "central", "国家技术转移中部中心", "National Technology Transfer Central Center", "Wuhan"
+    ),
+    Centre(
+        "southwest",
+        "国家技术转移西南中心",
+        "National Technology Transfer Southwest Center",
+        "Chengdu",
+    ),
+    Centre(
+        "northwest",
+        "国家技术转移西北中心",
+        "National Technology Transfer Northwest Center",
+        "Xi'an",
+    ),
+    Centre(
+        "northeast",
+        "国家技术转移东北中心",
+        "National Technology Transfer Northeast Center",
+        "Changchun",
+    ),
 )
 CENTRES_BY_ID: dict[str, Centre] = {centre.id: centre for centre in CENTRES}
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pydantic import SecretStr
-
 from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.settings import HubSettings
 from ctta.node.settings import NodeSettings
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SigningKey
+from pydantic import SecretStr
+
 from tests.support import Federation
 
 PG_ADMIN = os.environ.get("CTTA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -72,7 +72,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def federation_keys() -> dict[str, SigningKey]:
-    return {centre: SigningKey.generate(f"{centre}#test") for centre in ("eastern", "southern", "ocean")}
+    return {
+        centre: SigningKey.generate(f"{centre}#test") for centre in ("eastern", "southern", "ocean")
+    }
 
 
 @pytest.fixture
@@ -123,9 +125,13 @@ def hub_settings(tmp_path: Path, registry_file: Path):
 
 
 @pytest.fixture
-async def federation(nats_server: NatsServer, node_settings, hub_settings) -> AsyncIterator[Federation]:
+async def federation(
+    nats_server: NatsServer, node_settings, hub_settings
+) -> AsyncIterator[Federation]:
     """Nodes of eastern and southern plus the hub, in this process, on a provisioned backbone."""
     async with Federation.start(
-        nats_server, [node_settings(c, nats_server.url) for c in ("eastern", "southern")], hub_settings(nats_server.url)
+        nats_server,
+        [node_settings(c, nats_server.url) for c in ("eastern", "southern")],
+        hub_settings(nats_server.url),
     ) as running:
         yield running

@@ -11,14 +11,13 @@ from typing import Any
 
 import httpx
 import nats
-from fastapi import FastAPI
-
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.app import create_app as create_hub
 from ctta.hub.settings import HubSettings
 from ctta.node.app import create_app as create_node
 from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
+from fastapi import FastAPI
 
 STAFF = {"Authorization": "Bearer staff-token-for-tests-0123456789"}
 
@@ -40,7 +39,9 @@ async def provision(url: str) -> None:
         await nc.close()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
     """Poll `check` until it returns a truthy value; fail with its last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -52,24 +53,38 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0,
         await asyncio.sleep(interval)
 
 
-def achievement_body(title_zh: str = "锂电池回收再利用技术", title_en: str = "Lithium battery recycling", **extra: Any) -> dict[str, Any]:
+def achievement_body(
+    title_zh: str = "锂电池回收再利用技术",
+    title_en: str = "Lithium battery recycling",
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "title": {"zh": title_zh, "en": title_en},
-        "summary": {"zh": "湿法冶金回收锂、钴、镍。", "en": "Hydrometallurgical recovery of lithium, cobalt and nickel."},
+        "summary": {
+            "zh": "湿法冶金回收锂、钴、镍。",
+            "en": "Hydrometallurgical recovery of lithium, cobalt and nickel.",
+        },
         "keywords": ["锂电池", "recycling"],
         "fields": ["energy-storage", "environment"],
         "ipc": ["H01M 10/54"],
         "trl": 6,
         "transfer_modes": ["exclusive-licence", "joint-development"],
         "owner_institution": "Tsinghua University",
-        "private": {"contact_name": "王工", "contact_email": "wang@example.cn", "notes": "底价 300 万"},
+        "private": {
+            "contact_name": "王工",
+            "contact_email": "wang@example.cn",
+            "notes": "底价 300 万",
+        },
         **extra,
     }
 
 
 def demand_body(**extra: Any) -> dict[str, Any]:
     return {
-        "title": {"zh": "电动客车电池热管理", "en": "Battery thermal management for electric buses"},
+        "title": {
+            "zh": "电动客车电池热管理",
+            "en": "Battery thermal management for electric buses",
+        },
         "summary": {"zh": "寻求液冷方案。"},
         "enterprise": "郑州宇通客车",
         "problem_statement": {"zh": "冬季续航下降明显。"},
@@ -99,7 +114,9 @@ class Federation:
         await provision(nats_server.url)
         async with contextlib.AsyncExitStack() as stack:
             node_apps = {settings.centre: create_node(settings) for settings in nodes}
-            clients = {c: await stack.enter_async_context(serving(app)) for c, app in node_apps.items()}
+            clients = {
+                c: await stack.enter_async_context(serving(app)) for c, app in node_apps.items()
+            }
             hub_app = create_hub(hub)
             hub_client = await stack.enter_async_context(serving(hub_app))
             yield cls(nats_server, clients, node_apps, hub_client, hub_app)

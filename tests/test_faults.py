@@ -7,11 +7,11 @@ import itertools
 
 import nats
 import pytest
-from sqlmodel import Session
-
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import rebuild
+from sqlmodel import Session
+
 from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
 
 CENTRES = ("eastern", "southern", "ocean")
@@ -20,7 +20,9 @@ CENTRES = ("eastern", "southern", "ocean")
 async def _manifest_union(federation: Federation) -> set[tuple[str, str, str, int]]:
     union = set()
     for centre, node in federation.nodes.items():
-        manifest = (await node.get("/api/v1/federation/manifest", params={"include": "records"})).json()
+        manifest = (
+            await node.get("/api/v1/federation/manifest", params={"include": "records"})
+        ).json()
         union |= {(centre, r["kind"], r["id"], r["version"]) for r in manifest["records"]}
     return union
 
@@ -81,15 +83,25 @@ async def test_nats_killed_during_1000_writes_loses_and_duplicates_nothing(
 
 async def test_hub_rebuild_from_the_stream_equals_the_live_index(federation: Federation) -> None:
     eastern, southern = federation.nodes["eastern"], federation.nodes["southern"]
-    kept = (await eastern.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)).json()
+    kept = (
+        await eastern.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)
+    ).json()
     changed = (await southern.post("/api/v1/demands", json=demand_body(), headers=STAFF)).json()
-    dropped = (await southern.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)).json()
-    await southern.put(f"/api/v1/demands/{changed['id']}", json=demand_body(version=1, title={"en": "Changed"}), headers=STAFF)
+    dropped = (
+        await southern.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)
+    ).json()
+    await southern.put(
+        f"/api/v1/demands/{changed['id']}",
+        json=demand_body(version=1, title={"en": "Changed"}),
+        headers=STAFF,
+    )
     await southern.delete(f"/api/v1/achievements/{dropped['id']}", headers=STAFF)
     expected = {("eastern", "achievement", kept["id"], 1), ("southern", "demand", changed["id"], 2)}
 
     async def settled() -> bool:
-        return _index_entries(federation) == expected and federation.hub_app.state.ingest.indexed == 5
+        return (
+            _index_entries(federation) == expected and federation.hub_app.state.ingest.indexed == 5
+        )
 
     await eventually(settled)
     before = await federation.search()
@@ -107,20 +119,30 @@ async def test_hub_rebuild_from_the_stream_equals_the_live_index(federation: Fed
 
 
 @pytest.mark.postgres
-async def test_federation_on_postgresql(nats_server: NatsServer, node_settings, hub_settings, postgres_database) -> None:
+async def test_federation_on_postgresql(
+    nats_server: NatsServer, node_settings, hub_settings, postgres_database
+) -> None:
     """The same flow with the node and the hub on PostgreSQL (tsvector search)."""
     node_settings_pg = node_settings("eastern", nats_server.url, postgres_database())
-    async with Federation.start(nats_server, [node_settings_pg], hub_settings(nats_server.url, postgres_database())) as federation:
+    async with Federation.start(
+        nats_server, [node_settings_pg], hub_settings(nats_server.url, postgres_database())
+    ) as federation:
         node = federation.nodes["eastern"]
-        created = (await node.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)).json()
+        created = (
+            await node.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)
+        ).json()
 
         async def found(q: str) -> bool:
             return created["id"] in await federation.search_ids(q=q)
 
         await eventually(lambda: found("电池"))
         assert await found("锂") and await found("lithium battery")
-        update = achievement_body(version=1, title_zh="钠离子电池正极材料", title_en="Sodium-ion cathode")
-        assert (await node.put(f"/api/v1/achievements/{created['id']}", json=update, headers=STAFF)).status_code == 200
+        update = achievement_body(
+            version=1, title_zh="钠离子电池正极材料", title_en="Sodium-ion cathode"
+        )
+        assert (
+            await node.put(f"/api/v1/achievements/{created['id']}", json=update, headers=STAFF)
+        ).status_code == 200
         await eventually(lambda: found("钠离子"))
         assert not await found("锂电池回收")
         await node.delete(f"/api/v1/achievements/{created['id']}", headers=STAFF)

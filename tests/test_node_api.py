@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlmodel import Session, select
-
 from ctta.deploy.natsserver import free_port
 from ctta.node.app import create_app
 from ctta.node.outbox.models import OutboxEvent
+from sqlmodel import Session, select
+
 from tests.support import STAFF, achievement_body, demand_body, serving
 
 
@@ -49,12 +49,16 @@ async def test_create_and_get(node) -> None:
 async def test_writes_need_a_token(node) -> None:
     response = await node.post("/api/v1/achievements", json=achievement_body())
     assert response.status_code == 401
-    bad = await node.post("/api/v1/achievements", json=achievement_body(), headers={"Authorization": "Bearer nope"})
+    bad = await node.post(
+        "/api/v1/achievements", json=achievement_body(), headers={"Authorization": "Bearer nope"}
+    )
     assert bad.status_code == 401
 
 
 async def test_validation_errors_are_clear_and_nothing_is_stored(node) -> None:
-    response = await node.post("/api/v1/achievements", json=achievement_body(trl=0, title={}), headers=STAFF)
+    response = await node.post(
+        "/api/v1/achievements", json=achievement_body(trl=0, title={}), headers=STAFF
+    )
     assert response.status_code == 422
     fields = {tuple(error["loc"][1:2]) for error in response.json()["detail"]}
     assert {("trl",), ("title",)} <= fields
@@ -92,7 +96,9 @@ async def test_update_with_current_version_and_conflict(node) -> None:
 async def test_becoming_private_publishes_a_tombstone(node) -> None:
     created = await create(node)
     body = achievement_body(visibility="private", version=1)
-    assert (await node.put(f"/api/v1/achievements/{created['id']}", json=body, headers=STAFF)).status_code == 200
+    assert (
+        await node.put(f"/api/v1/achievements/{created['id']}", json=body, headers=STAFF)
+    ).status_code == 200
     rows = outbox_rows(node)
     assert [row.headers["ce-type"] for row in rows] == [
         "org.ctta.achievement.upserted.v1",
@@ -114,7 +120,9 @@ async def test_withdraw_is_final(node) -> None:
 
 
 async def test_list_filters(node) -> None:
-    await create(node, trl=3, fields=["new-materials"], title_zh="石墨烯导热膜", title_en="Graphene film")
+    await create(
+        node, trl=3, fields=["new-materials"], title_zh="石墨烯导热膜", title_en="Graphene film"
+    )
     await create(node, trl=8)
     await create(node, "/api/v1/demands")
 
@@ -129,7 +137,9 @@ async def test_list_filters(node) -> None:
     assert await ids(q="GRAPHENE film") == ["Graphene film"]
     assert await ids(status="withdrawn") == []
     assert len(await ids()) == 2
-    assert (await node.get("/api/v1/achievements", params={"field": "astrology"})).status_code == 422
+    assert (
+        await node.get("/api/v1/achievements", params={"field": "astrology"})
+    ).status_code == 422
     demands = (await node.get("/api/v1/demands")).json()["items"]
     assert [d["enterprise"] for d in demands] == ["郑州宇通客车"]
 
@@ -151,12 +161,18 @@ async def test_cursor_pagination_visits_every_record_once(node) -> None:
 
 async def test_all_four_kinds(node) -> None:
     professional = {
-        "title": {"zh": "高级技术经理人"}, "summary": {"en": "Broker for battery technology"},
-        "name": {"zh": "李娜", "en": "Li Na"}, "fields": ["energy-storage"], "languages": ["zh", "en"],
+        "title": {"zh": "高级技术经理人"},
+        "summary": {"en": "Broker for battery technology"},
+        "name": {"zh": "李娜", "en": "Li Na"},
+        "fields": ["energy-storage"],
+        "languages": ["zh", "en"],
     }
     case = {
-        "title": {"en": "Licence of a separator coating"}, "summary": {"en": "Closed in 2025"},
-        "contract_type": "licence", "value_band": "1m-10m", "centres_involved": ["eastern", "southern"],
+        "title": {"en": "Licence of a separator coating"},
+        "summary": {"en": "Closed in 2025"},
+        "contract_type": "licence",
+        "value_band": "1m-10m",
+        "centres_involved": ["eastern", "southern"],
     }
     for path, body in (("/api/v1/professionals", professional), ("/api/v1/cases", case)):
         response = await node.post(path, json=body, headers=STAFF)
@@ -182,5 +198,10 @@ async def test_manifest_and_status_while_nats_is_down(node) -> None:
 
 async def test_openapi_lists_every_path(node) -> None:
     paths = (await node.get("/openapi.json")).json()["paths"]
-    for expected in ("/api/v1/achievements", "/api/v1/demands/{record_id}", "/api/v1/federation/manifest", "/healthz"):
+    for expected in (
+        "/api/v1/achievements",
+        "/api/v1/demands/{record_id}",
+        "/api/v1/federation/manifest",
+        "/healthz",
+    ):
         assert expected in paths

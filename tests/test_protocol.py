@@ -6,8 +6,6 @@ import json
 
 import pytest
 import rfc8785
-from pydantic import ValidationError
-
 from ctta.hub.index.text import query_terms, terms
 from ctta.protocol.envelope import EnvelopeError, build_event, check_provenance, parse_event
 from ctta.protocol.records import AchievementContent, BilingualTitle, DemandContent
@@ -16,6 +14,8 @@ from ctta.protocol.schemas import event_schema, schema_names
 from ctta.protocol.signing import SigningKey, canonical_bytes
 from ctta.protocol.subjects import SubjectError, parse_event_subject, record_subject
 from ctta.protocol.taxonomy import RecordKind
+from pydantic import ValidationError
+
 from tests.support import achievement_body
 
 RECORD_ID = "01JA0C2E8R5T7V9X1Z3B5D7F9H"
@@ -25,12 +25,21 @@ def test_subjects_round_trip() -> None:
     subject = record_subject("eastern", RecordKind.DEMAND, RECORD_ID)
     assert subject == f"ctta.v1.evt.eastern.demand.{RECORD_ID}"
     parsed = parse_event_subject(subject)
-    assert (parsed.centre, parsed.record_kind, parsed.id) == ("eastern", RecordKind.DEMAND, RECORD_ID)
+    assert (parsed.centre, parsed.record_kind, parsed.id) == (
+        "eastern",
+        RecordKind.DEMAND,
+        RECORD_ID,
+    )
 
 
 @pytest.mark.parametrize(
     "subject",
-    ["ctta.v1.evt.Eastern.demand.X", "ctta.v1.evt.eastern.gadget.X", "ctta.v1.evt.eastern.demand", "other.v1.evt.a.demand.X"],
+    [
+        "ctta.v1.evt.Eastern.demand.X",
+        "ctta.v1.evt.eastern.gadget.X",
+        "ctta.v1.evt.eastern.demand",
+        "other.v1.evt.a.demand.X",
+    ],
 )
 def test_bad_subjects_are_refused(subject: str) -> None:
     with pytest.raises(SubjectError):
@@ -69,14 +78,23 @@ def test_ipc_codes_are_normalised_and_checked() -> None:
 def test_money_range_order() -> None:
     with pytest.raises(ValidationError, match="larger than max"):
         DemandContent.model_validate(
-            {"title": {"en": "x"}, "summary": {"en": "x"}, "enterprise": "E", "problem_statement": {"en": "p"},
-             "budget": {"min": 10, "max": 5}}
+            {
+                "title": {"en": "x"},
+                "summary": {"en": "x"},
+                "enterprise": "E",
+                "problem_statement": {"en": "p"},
+                "budget": {"min": 10, "max": 5},
+            }
         )
 
 
 @pytest.mark.parametrize(
     "document",
-    [{"b": 1, "a": [True, None, "电池"], "c": {"z": "\u0007\n"}}, {"x": 1.5e-7, "k": "é"}, {"😀": 1, "\ue000": 2}],
+    [
+        {"b": 1, "a": [True, None, "电池"], "c": {"z": "\u0007\n"}},
+        {"x": 1.5e-7, "k": "é"},
+        {"😀": 1, "\ue000": 2},
+    ],
 )
 def test_canonical_form_is_rfc8785(document: dict) -> None:
     assert canonical_bytes(document) == rfc8785.dumps(document)
@@ -141,7 +159,9 @@ def test_centre_cannot_sign_for_another() -> None:
 def test_unknown_key_is_refused() -> None:
     wire = _event(SigningKey.generate("eastern#rogue"))
     with pytest.raises(EnvelopeError, match="not in the federation registry"):
-        check_provenance(parse_event(wire.subject, wire.headers, wire.body), FederationRegistry.alliance())
+        check_provenance(
+            parse_event(wire.subject, wire.headers, wire.body), FederationRegistry.alliance()
+        )
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe"])

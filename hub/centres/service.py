@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
-from sqlmodel import Session, select
-
 from ctta.hub.centres.models import CentreHeartbeat, CentreView
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import IngestState
 from ctta.protocol.registry import FederationRegistry
+from pydantic import BaseModel
+from sqlmodel import Session, select
 
 
 class HeartbeatIn(BaseModel):
@@ -51,7 +50,8 @@ def centre_views(
                 name_en=centre.name_en,
                 city=centre.city,
                 node_url=centre.node_url or (beat.node_url if beat else None),
-                alive=received is not None and now - received < timedelta(seconds=heartbeat_timeout),
+                alive=received is not None
+                and now - received < timedelta(seconds=heartbeat_timeout),
                 last_heartbeat_at=received,
                 outbox_backlog=beat.outbox_backlog if beat else None,
                 counts=counts.get(centre.id, {}),

@@ -15,13 +15,6 @@ from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
-from sqlalchemy import Engine
-from sqlmodel import Session
-
 from ctta.hub.index import service
 from ctta.protocol import backbone
 from ctta.protocol.envelope import EnvelopeError, ReceivedEvent, check_provenance, parse_event
@@ -30,6 +23,12 @@ from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.subjects import ALL_EVENTS, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
 from ctta.server.db import session_scope
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,10 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
     kind = subject.record_kind
     if kind is None:
         return _reject(f"{subject.kind!r} events are not indexed")
-    if envelope.type not in (f"org.ctta.{kind.value}.upserted.v1", f"org.ctta.{kind.value}.withdrawn.v1"):
+    if envelope.type not in (
+        f"org.ctta.{kind.value}.upserted.v1",
+        f"org.ctta.{kind.value}.withdrawn.v1",
+    ):
         return _reject(f"type {envelope.type!r} does not fit a {kind.value} subject")
     model = Tombstone if envelope.action == "withdrawn" else PUBLISHED_MODELS[kind]
     try:
@@ -80,16 +82,23 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
         where = ".".join(str(part) for part in first["loc"]) or "data"
         return _reject(f"data does not match the {kind.value} schema: {where}: {first['msg']}")
     if (record.id, record.centre, RecordKind(record.kind), record.version) != (
-        subject.id, envelope.centre, kind, envelope.version
+        subject.id,
+        envelope.centre,
+        kind,
+        envelope.version,
     ):
         return _reject("data id, centre, kind or version differ from the envelope")
     existing = service.find(session, envelope.centre, kind.value, record.id)
     if existing is not None and existing.event_id == envelope.id:
         return Outcome(applied=False)  # redelivery of what we already applied
     if existing is not None and existing.version >= envelope.version:
-        return _reject(f"stale version {envelope.version}; the index holds version {existing.version}")
+        return _reject(
+            f"stale version {envelope.version}; the index holds version {existing.version}"
+        )
     if isinstance(record, Tombstone):
-        service.tombstone(session, event, envelope.centre, kind.value, record.id, record.version, existing)
+        service.tombstone(
+            session, event, envelope.centre, kind.value, record.id, record.version, existing
+        )
     else:
         service.upsert(session, event, record, existing)
     return Outcome(applied=True)
@@ -109,8 +118,12 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
                 outcome = apply_event(session, registry, event)
             if outcome.dead_letter is not None:
                 service.dead_letter(
-                    session, subject=msg.subject, headers=msg.headers, body=msg.data,
-                    reason=outcome.dead_letter, stream_seq=stream_seq,
+                    session,
+                    subject=msg.subject,
+                    headers=msg.headers,
+                    body=msg.data,
+                    reason=outcome.dead_letter,
+                    stream_seq=stream_seq,
                 )
             outcomes.append(outcome)
     return outcomes
@@ -148,7 +161,9 @@ class Indexer:
                 )
                 return await js.pull_subscribe_bind(self.consumer, stream=backbone.EVENTS_STREAM)
             except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                log.warning("indexer cannot bind %s (%r); is `ctta backbone init` done?", self.consumer, exc)
+                log.warning(
+                    "indexer cannot bind %s (%r); is `ctta backbone init` done?", self.consumer, exc
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -157,7 +172,9 @@ class Indexer:
             outcomes = await asyncio.to_thread(apply_batch, self.engine, self.registry, messages)
         except Exception as exc:  # the database, not the events: let them come back later
             self.state.last_error = f"apply: {exc!r}"
-            log.exception("indexer could not apply a batch of %d; it will be redelivered", len(messages))
+            log.exception(
+                "indexer could not apply a batch of %d; it will be redelivered", len(messages)
+            )
             for msg in messages:
                 await msg.nak(delay=2)
             return
@@ -177,7 +194,9 @@ class Indexer:
             self.state.last_event_at[centre] = now
             event_time = msg.headers.get("ce-time") if msg.headers else None
             if event_time:
-                self.state.lag_seconds[centre] = (now - datetime.fromisoformat(event_time)).total_seconds()
+                self.state.lag_seconds[centre] = (
+                    now - datetime.fromisoformat(event_time)
+                ).total_seconds()
         self.state.last_batch_at = now
         self.state.last_error = None
 

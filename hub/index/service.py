@@ -11,14 +11,13 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, text
-from sqlmodel import Session, col, select
-
 from ctta.hub.index import text as bilingual
 from ctta.hub.index.models import DeadLetter, IndexedRecord, SearchHit, SearchPage
 from ctta.protocol.envelope import ReceivedEvent
 from ctta.protocol.records import RecordMeta
 from ctta.protocol.taxonomy import RecordKind, Visibility
+from sqlalchemy import delete, func, text
+from sqlmodel import Session, col, select
 
 MAX_DEAD_LETTER_BODY = 64 * 1024
 
@@ -29,7 +28,9 @@ def _is_sqlite(session: Session) -> bool:
 
 def find(session: Session, centre: str, kind: str, record_id: str) -> IndexedRecord | None:
     statement = select(IndexedRecord).where(
-        IndexedRecord.centre == centre, IndexedRecord.kind == kind, IndexedRecord.record_id == record_id
+        IndexedRecord.centre == centre,
+        IndexedRecord.kind == kind,
+        IndexedRecord.record_id == record_id,
     )
     return session.exec(statement).first()
 
@@ -48,17 +49,28 @@ def record_terms(record: RecordMeta) -> str:
     return " ".join(bilingual.terms(" ".join(parts)))
 
 
-def upsert(session: Session, event: ReceivedEvent, record: RecordMeta, existing: IndexedRecord | None) -> None:
+def upsert(
+    session: Session, event: ReceivedEvent, record: RecordMeta, existing: IndexedRecord | None
+) -> None:
     """Store the new state of a record the caller has checked to be newer."""
     row = existing or IndexedRecord(
-        centre=record.centre, kind=record.kind.value, record_id=record.id, version=record.version,
-        event_id=event.envelope.id, event_time=event.envelope.time, indexed_at=datetime.now(UTC),
+        centre=record.centre,
+        kind=record.kind.value,
+        record_id=record.id,
+        version=record.version,
+        event_id=event.envelope.id,
+        event_time=event.envelope.time,
+        indexed_at=datetime.now(UTC),
     )
     row.version = record.version
     row.withdrawn = False
     row.status = record.status.value
     row.visibility = record.visibility.value
-    row.trl = getattr(record, "trl", None) if record.kind == RecordKind.ACHIEVEMENT else getattr(record, "min_trl", None)
+    row.trl = (
+        getattr(record, "trl", None)
+        if record.kind == RecordKind.ACHIEVEMENT
+        else getattr(record, "min_trl", None)
+    )
     row.fields_text = " " + " ".join(f.value for f in record.fields) + " "
     row.data = record.model_dump(mode="json")
     row.event_id = event.envelope.id
@@ -69,11 +81,24 @@ def upsert(session: Session, event: ReceivedEvent, record: RecordMeta, existing:
     _write_terms(session, row.pk, record_terms(record))
 
 
-def tombstone(session: Session, event: ReceivedEvent, centre: str, kind: str, record_id: str, version: int, existing: IndexedRecord | None) -> None:
+def tombstone(
+    session: Session,
+    event: ReceivedEvent,
+    centre: str,
+    kind: str,
+    record_id: str,
+    version: int,
+    existing: IndexedRecord | None,
+) -> None:
     """Remove a record from search but remember its version."""
     row = existing or IndexedRecord(
-        centre=centre, kind=kind, record_id=record_id, version=version,
-        event_id=event.envelope.id, event_time=event.envelope.time, indexed_at=datetime.now(UTC),
+        centre=centre,
+        kind=kind,
+        record_id=record_id,
+        version=version,
+        event_id=event.envelope.id,
+        event_time=event.envelope.time,
+        indexed_at=datetime.now(UTC),
     )
     row.version = version
     row.withdrawn = True
@@ -91,12 +116,18 @@ def _write_terms(session: Session, pk: int | None, terms: str | None) -> None:
     if _is_sqlite(session):
         session.execute(text("DELETE FROM record_fts WHERE rowid = :pk"), {"pk": pk})
         if terms:
-            session.execute(text("INSERT INTO record_fts(rowid, terms) VALUES (:pk, :terms)"), {"pk": pk, "terms": terms})
+            session.execute(
+                text("INSERT INTO record_fts(rowid, terms) VALUES (:pk, :terms)"),
+                {"pk": pk, "terms": terms},
+            )
         return
     session.execute(text("DELETE FROM record_terms WHERE pk = :pk"), {"pk": pk})
     if terms:
         session.execute(
-            text("INSERT INTO record_terms(pk, terms) VALUES (:pk, array_to_tsvector(CAST(:terms AS text[])))"),
+            text(
+                "INSERT INTO record_terms(pk, terms) "
+                "VALUES (:pk, array_to_tsvector(CAST(:terms AS text[])))"
+            ),
             {"pk": pk, "terms": sorted(set(terms.split()))},
         )
 
@@ -112,7 +143,9 @@ def dead_letter(
 ) -> None:
     """Record a refused event once per stream position (a replay does not duplicate it)."""
     if stream_seq is not None:
-        seen = session.exec(select(DeadLetter.id).where(DeadLetter.stream_seq == stream_seq)).first()
+        seen = session.exec(
+            select(DeadLetter.id).where(DeadLetter.stream_seq == stream_seq)
+        ).first()
         if seen is not None:
             return
     headers = headers or {}
@@ -163,8 +196,12 @@ def search(
     limit: int,
 ) -> SearchPage:
     statement = select(
-        IndexedRecord.pk, IndexedRecord.kind, IndexedRecord.centre, IndexedRecord.fields_text,
-        IndexedRecord.trl, IndexedRecord.event_time,
+        IndexedRecord.pk,
+        IndexedRecord.kind,
+        IndexedRecord.centre,
+        IndexedRecord.fields_text,
+        IndexedRecord.trl,
+        IndexedRecord.event_time,
     ).where(col(IndexedRecord.withdrawn).is_(False))
     visible = [Visibility.PUBLIC.value, *([Visibility.ALLIANCE.value] if include_alliance else [])]
     statement = statement.where(col(IndexedRecord.visibility).in_(visible))
@@ -196,7 +233,10 @@ def search(
     }
     page = rows[offset : offset + limit]
     records = {
-        r.pk: r for r in session.exec(select(IndexedRecord).where(col(IndexedRecord.pk).in_([row.pk for row in page])))
+        r.pk: r
+        for r in session.exec(
+            select(IndexedRecord).where(col(IndexedRecord.pk).in_([row.pk for row in page]))
+        )
     }
     hits = [_hit(records[row.pk], scores.get(row.pk, 0.0) if scores else 0.0) for row in page]
     next_offset = offset + limit if offset + limit < len(rows) else None
@@ -247,5 +287,3 @@ def clear(session: Session) -> None:
     else:
         session.execute(text("DELETE FROM record_terms"))
     session.execute(delete(IndexedRecord))
-
-

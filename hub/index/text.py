@@ -18,9 +18,7 @@ def terms(text: str) -> list[str]:
     """Index terms of a text, in order, with repeats."""
     result: list[str] = []
     for run in _RUNS.findall(text.lower()):
-        if not _IS_CJK.match(run):
-            result.append(run)
-        elif len(run) == 1:
+        if not _IS_CJK.match(run) or len(run) == 1:
             result.append(run)
         else:
             result.extend(run[i : i + 2] for i in range(len(run) - 1))

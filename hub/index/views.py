@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from sqlmodel import col, select
-
 from ctta.hub.deps import IsReader, SessionDep
 from ctta.hub.index import service
 from ctta.hub.index.models import DeadLetter, DeadLetterRead, SearchPage
 from ctta.protocol.schemas import event_schema, schema_names
 from ctta.protocol.taxonomy import RecordKind, TechnologyField, Visibility
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import col, select
 
 router = APIRouter(tags=["index"])
 
@@ -20,7 +19,10 @@ router = APIRouter(tags=["index"])
 def search(
     session: SessionDep,
     reader: IsReader,
-    q: Annotated[str | None, Query(max_length=200, description="Chinese and/or English; all terms must match")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Chinese and/or English; all terms must match"),
+    ] = None,
     kind: Annotated[list[RecordKind], Query()] = [],  # noqa: B006  (FastAPI reads the default)
     centre: Annotated[list[str], Query(max_length=32)] = [],  # noqa: B006
     field: TechnologyField | None = None,
@@ -44,20 +46,32 @@ def search(
 
 
 @router.get("/records/{centre}/{kind}/{record_id}", summary="One record as the hub indexed it")
-def get_record(centre: str, kind: RecordKind, record_id: str, session: SessionDep, reader: IsReader) -> dict[str, Any]:
+def get_record(
+    centre: str, kind: RecordKind, record_id: str, session: SessionDep, reader: IsReader
+) -> dict[str, Any]:
     row = service.find(session, centre, kind.value, record_id)
-    hidden = row is None or row.withdrawn or (row.visibility == Visibility.ALLIANCE.value and not reader)
+    hidden = (
+        row is None or row.withdrawn or (row.visibility == Visibility.ALLIANCE.value and not reader)
+    )
     if hidden:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind.value} {centre}/{record_id} in the index")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no {kind.value} {centre}/{record_id} in the index"
+        )
     assert row is not None and row.data is not None
     return row.data
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterRead], summary="Events the hub refused, newest first")
+@router.get(
+    "/dead-letters",
+    response_model=list[DeadLetterRead],
+    summary="Events the hub refused, newest first",
+)
 def dead_letters(
     session: SessionDep,
     centre: Annotated[str | None, Query(max_length=64)] = None,
-    before_id: Annotated[int | None, Query(ge=1, description="Cursor: id of the last row seen")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, description="Cursor: id of the last row seen")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[DeadLetterRead]:
     statement = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
@@ -65,11 +79,17 @@ def dead_letters(
         statement = statement.where(DeadLetter.centre == centre)
     if before_id:
         statement = statement.where(col(DeadLetter.id) < before_id)
-    return [DeadLetterRead.model_validate(row, from_attributes=True) for row in session.exec(statement)]
+    return [
+        DeadLetterRead.model_validate(row, from_attributes=True) for row in session.exec(statement)
+    ]
 
 
-@router.get("/schemas/{name}.json", summary="JSON Schema of an event payload (the events' dataschema)")
+@router.get(
+    "/schemas/{name}.json", summary="JSON Schema of an event payload (the events' dataschema)"
+)
 def get_schema(name: str) -> dict[str, Any]:
     if name not in schema_names():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schema {name!r}; try one of {schema_names()}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no schema {name!r}; try one of {schema_names()}"
+        )
     return event_schema(name)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
-from sqlmodel import Session
-
 from ctta.node.federation.models import Manifest, ManifestEntry
 from ctta.node.records import service as records
+from sqlmodel import Session
 
 
 def manifest_digest(entries: list[tuple[str, str, int]]) -> str:
@@ -23,7 +22,9 @@ def manifest(session: Session, centre: str, *, include_records: bool) -> Manifes
         centre=centre,
         count=len(rows),
         digest=manifest_digest(rows),
-        records=[ManifestEntry(kind=k, id=i, version=v) for k, i, v in rows] if include_records else None,
+        records=[ManifestEntry(kind=k, id=i, version=v) for k, i, v in rows]
+        if include_records
+        else None,
     )
 
 

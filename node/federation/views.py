@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
-
 from ctta.node.deps import SessionDep, SettingsDep
 from ctta.node.federation import service
 from ctta.node.federation.models import FederationStatus, Manifest
 from ctta.node.outbox import service as outbox
+from fastapi import APIRouter, Query, Request
 
 router = APIRouter(prefix="/federation", tags=["federation"])
 
 
-@router.get("/manifest", response_model=Manifest, summary="Count and digest of what this node publishes")
+@router.get(
+    "/manifest", response_model=Manifest, summary="Count and digest of what this node publishes"
+)
 def get_manifest(
     session: SessionDep,
     settings: SettingsDep,
@@ -23,7 +24,9 @@ def get_manifest(
     return service.manifest(session, settings.centre, include_records=include == "records")
 
 
-@router.get("/status", response_model=FederationStatus, summary="Outbox backlog, last publish, NATS state")
+@router.get(
+    "/status", response_model=FederationStatus, summary="Outbox backlog, last publish, NATS state"
+)
 def get_status(request: Request, session: SessionDep, settings: SettingsDep) -> FederationStatus:
     relay_state = request.app.state.relay_state
     return FederationStatus(

@@ -10,17 +10,17 @@ which keeps per-record order: a later version is never published before an earli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from nats.js import JetStreamContext
-from sqlalchemy import Engine
 
 from ctta.node.outbox import service
 from ctta.node.outbox.models import OutboxEvent
 from ctta.protocol.backbone import PublishError
 from ctta.server.db import session_scope
+from nats.js import JetStreamContext
+from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,8 @@ class OutboxRelay:
         while True:
             rows = await asyncio.to_thread(self._pending)
             if not rows:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
                 continue
             sent, error = await self._publish(js, rows)
@@ -75,7 +73,10 @@ class OutboxRelay:
             failed = rows[len(sent)]
             await asyncio.to_thread(self._record_failure, failed.seq, error)
             log.warning(
-                "outbox: publishing %s failed (%s); retrying in %.2fs", failed.event_id, error, backoff
+                "outbox: publishing %s failed (%s); retrying in %.2fs",
+                failed.event_id,
+                error,
+                backoff,
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, update
-from sqlmodel import Session, col, select
-
 from ctta.node.outbox.models import OutboxEvent
 from ctta.protocol.envelope import WireEvent
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 
 
 def enqueue(session: Session, event: WireEvent, *, kind: str, record_id: str, version: int) -> None:
@@ -53,8 +52,8 @@ def record_failure(session: Session, seq: int, error: str) -> None:
 
 
 def backlog(session: Session) -> int:
-    statement = select(func.count()).select_from(OutboxEvent).where(
-        col(OutboxEvent.published_at).is_(None)
+    statement = (
+        select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
     )
     return session.exec(statement).one()
 

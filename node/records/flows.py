@@ -11,10 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
-from sqlmodel import Session
-from ulid import ULID
-
 from ctta.node.outbox import service as outbox
 from ctta.node.records import service
 from ctta.node.records.models import Record
@@ -29,6 +25,9 @@ from ctta.protocol.records import (
 from ctta.protocol.signing import SigningKey
 from ctta.protocol.subjects import record_subject
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
+from pydantic import BaseModel
+from sqlmodel import Session
+from ulid import ULID
 
 
 class ConflictError(Exception):
@@ -107,7 +106,13 @@ def _enqueue_tombstone(session: Session, publisher: Publisher, record: Record, r
 
 
 def _enqueue(
-    session: Session, publisher: Publisher, record: Record, *, event_type: str, data: dict, schema: str
+    session: Session,
+    publisher: Publisher,
+    record: Record,
+    *,
+    event_type: str,
+    data: dict,
+    schema: str,
 ) -> None:
     kind = RecordKind(record.kind)
     event = build_event(
@@ -184,7 +189,9 @@ def update(
     return record
 
 
-def withdraw(session: Session, publisher: Publisher, record: Record, expected_version: int | None) -> Record:
+def withdraw(
+    session: Session, publisher: Publisher, record: Record, expected_version: int | None
+) -> Record:
     """Withdraw for good; the federation is told through a tombstone on the record's subject."""
     if record.status == RecordStatus.WITHDRAWN.value:
         raise GoneError(f"{record.kind} {record.id} was already withdrawn")
@@ -195,7 +202,9 @@ def withdraw(session: Session, publisher: Publisher, record: Record, expected_ve
         "updated_at": datetime.now(UTC),
     }
     if not service.compare_and_set(session, record.id, current, values):
-        raise ConflictError(f"{record.kind} {record.id} is at version {record.version}, not {current}")
+        raise ConflictError(
+            f"{record.kind} {record.id} is at version {record.version}, not {current}"
+        )
     session.refresh(record)
     if record.visibility != Visibility.PRIVATE.value:
         _enqueue_tombstone(session, publisher, record, reason="withdrawn")

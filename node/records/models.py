@@ -10,15 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model
-from sqlalchemy import JSON, Column, Index, Text
-from sqlmodel import SQLModel
-
-from ctta.server.db import UtcDateTime
-from sqlmodel import Field as SQLField
-
 from ctta.protocol.records import CONTENT_MODELS, PUBLISHED_MODELS, PrivateDetail
 from ctta.protocol.taxonomy import RecordKind, RecordStatus
+from ctta.server.db import UtcDateTime
+from pydantic import BaseModel, Field, create_model
+from sqlalchemy import JSON, Column, Index, Text
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
 
 
 class Record(SQLModel, table=True):
@@ -33,7 +31,9 @@ class Record(SQLModel, table=True):
     visibility: str = SQLField(max_length=16)
     created_at: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
     updated_at: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
-    trl: int | None = SQLField(default=None, description="TRL of an achievement, minimum TRL of a demand")
+    trl: int | None = SQLField(
+        default=None, description="TRL of an achievement, minimum TRL of a demand"
+    )
     fields_text: str = SQLField(default="", sa_column=Column(Text, nullable=False))
     search_text: str = SQLField(default="", sa_column=Column(Text, nullable=False))
     content: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session, col, select
-
 from ctta.node.records.models import ListFilters, Record
 from ctta.protocol.records import RecordContent
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 MAX_PAGE = 200
 
@@ -57,7 +56,11 @@ def list_page(
 
 def denormalised_columns(kind: RecordKind, content: RecordContent) -> dict[str, Any]:
     """The filter columns derived from a record's content."""
-    trl = getattr(content, "trl", None) if kind == RecordKind.ACHIEVEMENT else getattr(content, "min_trl", None)
+    trl = (
+        getattr(content, "trl", None)
+        if kind == RecordKind.ACHIEVEMENT
+        else getattr(content, "min_trl", None)
+    )
     texts = [content.title.joined(), content.summary.joined(), " ".join(content.keywords)]
     if content.description is not None:
         texts.append(content.description.joined())
@@ -68,7 +71,9 @@ def denormalised_columns(kind: RecordKind, content: RecordContent) -> dict[str, 
     }
 
 
-def compare_and_set(session: Session, record_id: str, expected_version: int, values: dict[str, Any]) -> bool:
+def compare_and_set(
+    session: Session, record_id: str, expected_version: int, values: dict[str, Any]
+) -> bool:
     """Apply `values` only if the stored version is still `expected_version`.
 
     One conditional UPDATE, so two concurrent writers cannot both win on PostgreSQL either.
@@ -94,5 +99,3 @@ def manifest_rows(session: Session) -> list[tuple[str, str, int]]:
 
 def exists_any(session: Session) -> bool:
     return session.exec(select(Record.id).limit(1)).first() is not None
-
-

@@ -4,16 +4,14 @@ No `from __future__ import annotations` here: the body models are local variable
 FastAPI must see as real types, not strings.
 """
 
-
 from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, create_model
 
 from ctta.node.deps import IsStaff, PublisherDep, SessionDep, StaffOnly
 from ctta.node.records import flows, service
 from ctta.node.records.models import API_MODELS, ListFilters, Record
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, TechnologyField, Visibility
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, create_model
 
 PLURALS = {
     RecordKind.ACHIEVEMENT: "achievements",
@@ -34,7 +32,9 @@ def _read(kind: RecordKind, record: Record, staff: bool) -> BaseModel:
 def records_router(kind: RecordKind) -> APIRouter:
     create_model_, update_model, read_model = API_MODELS[kind]
     page_model = create_model(
-        f"{kind.value.capitalize()}Page", items=(list[read_model], ...), next_cursor=(str | None, None)
+        f"{kind.value.capitalize()}Page",
+        items=(list[read_model], ...),
+        next_cursor=(str | None, None),
     )
     plural = PLURALS[kind]
     router = APIRouter(prefix=f"/{plural}", tags=[plural])
@@ -68,12 +68,19 @@ def records_router(kind: RecordKind) -> APIRouter:
         field: TechnologyField | None = None,
         trl_min: Annotated[int | None, Query(ge=1, le=9)] = None,
         trl_max: Annotated[int | None, Query(ge=1, le=9)] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Words that must all occur")] = None,
+        q: Annotated[
+            str | None, Query(max_length=200, description="Words that must all occur")
+        ] = None,
         cursor: Annotated[str | None, Query(max_length=26)] = None,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
     ) -> BaseModel:
         filters = ListFilters(
-            status=status_, visibility=visibility, field=field, trl_min=trl_min, trl_max=trl_max, q=q
+            status=status_,
+            visibility=visibility,
+            field=field,
+            trl_min=trl_min,
+            trl_max=trl_max,
+            q=q,
         )
         rows, next_cursor = service.list_page(
             session, kind, filters, cursor=cursor, limit=limit, public_only=not staff
@@ -92,7 +99,10 @@ def records_router(kind: RecordKind) -> APIRouter:
         responses={409: {"description": "Stale version"}, 410: {"description": "Withdrawn"}},
     )
     def update(
-        record_id: str, body: update_model, session: SessionDep, publisher: PublisherDep  # type: ignore[valid-type]
+        record_id: str,
+        body: update_model,
+        session: SessionDep,
+        publisher: PublisherDep,  # type: ignore[valid-type]
     ) -> BaseModel:
         record = _load(session, record_id, staff=True)
         content, private = flows.split_body(kind, body)
@@ -111,13 +121,18 @@ def records_router(kind: RecordKind) -> APIRouter:
         response_model=read_model,
         dependencies=[StaffOnly],
         summary=f"Withdraw a {kind.value} (final; publishes a tombstone)",
-        responses={409: {"description": "Stale version"}, 410: {"description": "Already withdrawn"}},
+        responses={
+            409: {"description": "Stale version"},
+            410: {"description": "Already withdrawn"},
+        },
     )
     def withdraw(
         record_id: str,
         session: SessionDep,
         publisher: PublisherDep,
-        version: Annotated[int | None, Query(ge=1, description="Version you read (recommended)")] = None,
+        version: Annotated[
+            int | None, Query(ge=1, description="Version you read (recommended)")
+        ] = None,
     ) -> BaseModel:
         record = _load(session, record_id, staff=True)
         try:

@@ -36,7 +36,10 @@ def upgrade() -> None:
     op.create_index("ix_indexed_record_live", "indexed_record", ["withdrawn", "kind", "centre"])
     if op.get_bind().dialect.name == "sqlite":
         # Terms are pre-tokenised (CJK bigrams, lowercase words); FTS5 only splits on spaces.
-        op.execute("CREATE VIRTUAL TABLE record_fts USING fts5(terms, tokenize='unicode61 remove_diacritics 0')")
+        op.execute(
+            "CREATE VIRTUAL TABLE record_fts "
+            "USING fts5(terms, tokenize='unicode61 remove_diacritics 0')"
+        )
     else:
         op.execute(
             "CREATE TABLE record_terms (pk integer PRIMARY KEY "
