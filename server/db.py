@@ -6,6 +6,7 @@ nodes and the hub can live in one process with separate databases.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,8 +57,18 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     return engine
 
 
+# Alembic keeps the running migration context in module globals, so two apps starting in
+# one process (the demo, the tests) must not migrate at the same time.
+_MIGRATION_LOCK = threading.Lock()
+
+
 def migrate(engine: Engine, script_location: Path) -> None:
     """Bring the schema to the newest Alembic revision."""
+    with _MIGRATION_LOCK:
+        _upgrade(engine, script_location)
+
+
+def _upgrade(engine: Engine, script_location: Path) -> None:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     with engine.begin() as connection:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from ctta.deploy.demo import sample_records
 from ctta.deploy.natsserver import free_port
 from ctta.protocol.taxonomy import CENTRES
@@ -58,7 +57,7 @@ def _start(
     raise AssertionError("demo not ready within 90 s:\n" + "".join(lines))
 
 
-def _stop(process: subprocess.Popen[str]) -> int:
+def _stop(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGINT)
     return process.wait(timeout=20)
 
