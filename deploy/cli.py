@@ -13,6 +13,7 @@ from ctta.server.logs import configure as configure_logging
 
 def _node(args: argparse.Namespace) -> None:
     import uvicorn
+
     from ctta.node.app import create_app
     from ctta.node.settings import NodeSettings
 
@@ -24,6 +25,7 @@ def _node(args: argparse.Namespace) -> None:
 
 def _hub(args: argparse.Namespace) -> None:
     import uvicorn
+
     from ctta.hub.app import create_app
     from ctta.hub.settings import HubSettings
 

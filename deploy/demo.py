@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import nats
 import uvicorn
+from pydantic import SecretStr
+
 from ctta.deploy.keys import ensure_keys
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.app import create_app as create_hub
@@ -32,7 +34,6 @@ from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.taxonomy import CENTRES, RecordKind
-from pydantic import SecretStr
 
 log = logging.getLogger(__name__)
 

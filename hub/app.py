@@ -13,6 +13,9 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from fastapi import FastAPI
+from sqlalchemy import text
+
 from ctta.hub.centres import heartbeats
 from ctta.hub.centres.views import router as centres_router
 from ctta.hub.index.ingest import Indexer
@@ -22,8 +25,6 @@ from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
 from ctta.server.openapi import operation_id
-from fastapi import FastAPI
-from sqlalchemy import text
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from ctta.server.auth import token_matches
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from starlette.datastructures import State
+
+from ctta.server.auth import token_matches
 
 bearer = HTTPBearer(auto_error=False, description="Alliance reader token")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctta.protocol.backbone import HUB_INDEXER
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ctta.protocol.backbone import HUB_INDEXER
 
 
 class HubSettings(BaseSettings):

@@ -14,6 +14,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fastapi import FastAPI
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
+
 from ctta.node.federation import service as federation
 from ctta.node.federation.models import Heartbeat
 from ctta.node.federation.views import router as federation_router
@@ -27,9 +31,6 @@ from ctta.protocol.subjects import heartbeat_subject
 from ctta.protocol.taxonomy import CENTRES_BY_ID, RecordKind
 from ctta.server.db import create_db_engine, migrate, session_scope
 from ctta.server.openapi import operation_id
-from fastapi import FastAPI
-from nats.aio.client import Client as NatsClient
-from sqlalchemy import text
 
 log = logging.getLogger(__name__)
 

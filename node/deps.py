@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from ctta.node.records.flows import Publisher
-from ctta.node.settings import NodeSettings
-from ctta.server.auth import require_token, token_matches
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+
+from ctta.node.records.flows import Publisher
+from ctta.node.settings import NodeSettings
+from ctta.server.auth import require_token, token_matches
 
 bearer = HTTPBearer(auto_error=False, description="Staff token of this centre")
 

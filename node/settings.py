@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctta.protocol.signing import SigningKey
-from ctta.protocol.taxonomy import CENTRE_ID_PATTERN
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ctta.protocol.signing import SigningKey
+from ctta.protocol.taxonomy import CENTRE_ID_PATTERN
 
 
 class NodeSettings(BaseSettings):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import nats
 import nats.errors
 import nats.js.errors
-from ctta.protocol.subjects import ALL_EVENTS, ALL_ROUTES
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -29,6 +28,8 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+
+from ctta.protocol.subjects import ALL_EVENTS, ALL_ROUTES
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ulid import ULID
+
 from ctta.protocol.records import ULID_PATTERN, CentreId
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SignatureError, SigningKey, verify
 from ctta.protocol.subjects import SubjectError, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from ulid import ULID
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"

@@ -12,6 +12,16 @@ import re
 from datetime import date, datetime
 from typing import Annotated, ClassVar, Literal, Self
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
 from ctta.protocol.taxonomy import (
     CENTRE_ID_PATTERN,
     TRL_MAX,
@@ -25,15 +35,6 @@ from ctta.protocol.taxonomy import (
     TransferMode,
     ValueBand,
     Visibility,
-)
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    EmailStr,
-    Field,
-    StringConstraints,
-    model_validator,
 )
 
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from ctta.protocol.records import CentreId
 from ctta.protocol.taxonomy import CENTRES
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class CentreEntry(BaseModel):

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr
+
 from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.settings import HubSettings
 from ctta.node.settings import NodeSettings
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SigningKey
-from pydantic import SecretStr
-
 from tests.support import Federation
 
 PG_ADMIN = os.environ.get("CTTA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import nats
+from fastapi import FastAPI
+
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.app import create_app as create_hub
 from ctta.hub.settings import HubSettings
 from ctta.node.app import create_app as create_node
 from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
-from fastapi import FastAPI
 
 STAFF = {"Authorization": "Bearer staff-token-for-tests-0123456789"}
 

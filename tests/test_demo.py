@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from ctta.deploy.demo import sample_records
 from ctta.deploy.natsserver import free_port
 from ctta.protocol.taxonomy import CENTRES

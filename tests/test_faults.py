@@ -7,11 +7,11 @@ import itertools
 
 import nats
 import pytest
+from sqlmodel import Session
+
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import rebuild
-from sqlmodel import Session
-
 from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
 
 CENTRES = ("eastern", "southern", "ocean")

@@ -6,13 +6,13 @@ import json
 
 import nats
 import pytest
+from sqlmodel import Session, select
+
 from ctta.hub.index.models import DeadLetter
 from ctta.protocol.envelope import build_event
 from ctta.protocol.signing import SigningKey
 from ctta.protocol.subjects import record_subject
 from ctta.protocol.taxonomy import RecordKind
-from sqlmodel import Session, select
-
 from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlmodel import Session, select
+
 from ctta.deploy.natsserver import free_port
 from ctta.node.app import create_app
 from ctta.node.outbox.models import OutboxEvent
-from sqlmodel import Session, select
-
 from tests.support import STAFF, achievement_body, demand_body, serving
 
 

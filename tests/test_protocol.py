@@ -6,6 +6,8 @@ import json
 
 import pytest
 import rfc8785
+from pydantic import ValidationError
+
 from ctta.hub.index.text import query_terms, terms
 from ctta.protocol.envelope import EnvelopeError, build_event, check_provenance, parse_event
 from ctta.protocol.records import AchievementContent, BilingualTitle, DemandContent
@@ -14,8 +16,6 @@ from ctta.protocol.schemas import event_schema, schema_names
 from ctta.protocol.signing import SigningKey, canonical_bytes
 from ctta.protocol.subjects import SubjectError, parse_event_subject, record_subject
 from ctta.protocol.taxonomy import RecordKind
-from pydantic import ValidationError
-
 from tests.support import achievement_body
 
 RECORD_ID = "01JA0C2E8R5T7V9X1Z3B5D7F9H"

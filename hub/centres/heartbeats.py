@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ctta.hub.centres import service
-from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.subjects import ALL_HEARTBEATS, SubjectError, parse_heartbeat_subject
-from ctta.server.db import session_scope
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy import Engine
+
+from ctta.hub.centres import service
+from ctta.protocol.registry import FederationRegistry
+from ctta.protocol.subjects import ALL_HEARTBEATS, SubjectError, parse_heartbeat_subject
+from ctta.server.db import session_scope
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ctta.server.db import UtcDateTime
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from ctta.server.db import UtcDateTime
 
 
 class CentreHeartbeat(SQLModel, table=True):

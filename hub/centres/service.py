@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
 from ctta.hub.centres.models import CentreHeartbeat, CentreView
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import IngestState
 from ctta.protocol.registry import FederationRegistry
-from pydantic import BaseModel
-from sqlmodel import Session, select
 
 
 class HeartbeatIn(BaseModel):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+
 from ctta.hub.centres import service
 from ctta.hub.centres.models import CentreView
 from ctta.hub.deps import AppStateDep, SessionDep
-from fastapi import APIRouter
 
 router = APIRouter(prefix="/centres", tags=["centres"])
 

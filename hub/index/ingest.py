@@ -15,6 +15,13 @@ from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Session
+
 from ctta.hub.index import service
 from ctta.protocol import backbone
 from ctta.protocol.envelope import EnvelopeError, ReceivedEvent, check_provenance, parse_event
@@ -23,12 +30,6 @@ from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.subjects import ALL_EVENTS, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
 from ctta.server.db import session_scope
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
-from sqlalchemy import Engine
-from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 

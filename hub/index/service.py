@@ -11,13 +11,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import delete, func, text
+from sqlmodel import Session, col, select
+
 from ctta.hub.index import text as bilingual
 from ctta.hub.index.models import DeadLetter, IndexedRecord, SearchHit, SearchPage
 from ctta.protocol.envelope import ReceivedEvent
 from ctta.protocol.records import RecordMeta
 from ctta.protocol.taxonomy import RecordKind, Visibility
-from sqlalchemy import delete, func, text
-from sqlmodel import Session, col, select
 
 MAX_DEAD_LETTER_BODY = 64 * 1024
 

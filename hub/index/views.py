@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import col, select
+
 from ctta.hub.deps import IsReader, SessionDep
 from ctta.hub.index import service
 from ctta.hub.index.models import DeadLetter, DeadLetterRead, SearchPage
 from ctta.protocol.schemas import event_schema, schema_names
 from ctta.protocol.taxonomy import RecordKind, TechnologyField, Visibility
-from fastapi import APIRouter, HTTPException, Query, status
-from sqlmodel import col, select
 
 router = APIRouter(tags=["index"])
 

@@ -1,8 +1,9 @@
 """Alembic environment of the hub index."""
 
+from sqlmodel import SQLModel
+
 import ctta.hub.centres.models
 import ctta.hub.index.models  # noqa: F401  (register the tables)
 from ctta.server.alembic_env import run
-from sqlmodel import SQLModel
 
 run(SQLModel.metadata, version_table="hub_alembic_version")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
+from sqlmodel import Session
+
 from ctta.node.federation.models import Manifest, ManifestEntry
 from ctta.node.records import service as records
-from sqlmodel import Session
 
 
 def manifest_digest(entries: list[tuple[str, str, int]]) -> str:

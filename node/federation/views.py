@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fastapi import APIRouter, Query, Request
+
 from ctta.node.deps import SessionDep, SettingsDep
 from ctta.node.federation import service
 from ctta.node.federation.models import FederationStatus, Manifest
 from ctta.node.outbox import service as outbox
-from fastapi import APIRouter, Query, Request
 
 router = APIRouter(prefix="/federation", tags=["federation"])
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ctta.server.db import UtcDateTime
 from sqlalchemy import JSON, Column, Index, LargeBinary, text
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from ctta.server.db import UtcDateTime
 
 
 class OutboxEvent(SQLModel, table=True):

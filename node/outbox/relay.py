@@ -15,12 +15,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from nats.js import JetStreamContext
+from sqlalchemy import Engine
+
 from ctta.node.outbox import service
 from ctta.node.outbox.models import OutboxEvent
 from ctta.protocol.backbone import PublishError
 from ctta.server.db import session_scope
-from nats.js import JetStreamContext
-from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 

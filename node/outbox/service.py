@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ctta.node.outbox.models import OutboxEvent
-from ctta.protocol.envelope import WireEvent
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
+
+from ctta.node.outbox.models import OutboxEvent
+from ctta.protocol.envelope import WireEvent
 
 
 def enqueue(session: Session, event: WireEvent, *, kind: str, record_id: str, version: int) -> None:

@@ -11,6 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import BaseModel
+from sqlmodel import Session
+from ulid import ULID
+
 from ctta.node.outbox import service as outbox
 from ctta.node.records import service
 from ctta.node.records.models import Record
@@ -25,9 +29,6 @@ from ctta.protocol.records import (
 from ctta.protocol.signing import SigningKey
 from ctta.protocol.subjects import record_subject
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
-from pydantic import BaseModel
-from sqlmodel import Session
-from ulid import ULID
 
 
 class ConflictError(Exception):

@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ctta.protocol.records import CONTENT_MODELS, PUBLISHED_MODELS, PrivateDetail
-from ctta.protocol.taxonomy import RecordKind, RecordStatus
-from ctta.server.db import UtcDateTime
 from pydantic import BaseModel, Field, create_model
 from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from ctta.protocol.records import CONTENT_MODELS, PUBLISHED_MODELS, PrivateDetail
+from ctta.protocol.taxonomy import RecordKind, RecordStatus
+from ctta.server.db import UtcDateTime
 
 
 class Record(SQLModel, table=True):

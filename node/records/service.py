@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
 from ctta.node.records.models import ListFilters, Record
 from ctta.protocol.records import RecordContent
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
-from sqlalchemy import update
-from sqlmodel import Session, col, select
 
 MAX_PAGE = 200
 

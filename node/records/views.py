@@ -6,12 +6,13 @@ FastAPI must see as real types, not strings.
 
 from typing import Annotated
 
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, create_model
+
 from ctta.node.deps import IsStaff, PublisherDep, SessionDep, StaffOnly
 from ctta.node.records import flows, service
 from ctta.node.records.models import API_MODELS, ListFilters, Record
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, TechnologyField, Visibility
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, create_model
 
 PLURALS = {
     RecordKind.ACHIEVEMENT: "achievements",
