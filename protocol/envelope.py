@@ -195,6 +195,22 @@ def parse_event(nats_subject: str, headers: dict[str, str] | None, body: bytes) 
     return ReceivedEvent(envelope=envelope, data=data, nats_subject=nats_subject)
 
 
+def to_structured(event: ReceivedEvent) -> dict[str, Any]:
+    """The CloudEvents JSON (structured mode) form: attributes and `data` in one object."""
+    return {**event.envelope.attributes(), "data": event.data}
+
+
+def from_structured(nats_subject: str, document: dict[str, Any]) -> ReceivedEvent:
+    """Read an event in structured JSON form, e.g. from a file written by an integrator."""
+    attributes = {k: v for k, v in document.items() if k != "data"}
+    headers = {
+        f"{HEADER_PREFIX}{name}": quote(str(value), safe=_SAFE)
+        for name, value in attributes.items()
+    }
+    body = json.dumps(document.get("data"), ensure_ascii=False).encode("utf-8")
+    return parse_event(nats_subject, headers, body)
+
+
 def check_provenance(event: ReceivedEvent, registry: FederationRegistry) -> None:
     """Subject centre = `ce-centre` = source = owner of the signing key, and the signature holds."""
     envelope = event.envelope
