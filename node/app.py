@@ -21,8 +21,8 @@ from sqlalchemy import text
 from ctta.node.federation import service as federation
 from ctta.node.federation.models import Heartbeat
 from ctta.node.federation.views import router as federation_router
-from ctta.node.outbox import service as outbox
-from ctta.node.outbox.relay import OutboxRelay
+from ctta.server.outbox import service as outbox
+from ctta.server.outbox.relay import OutboxRelay
 from ctta.node.records.flows import Publisher
 from ctta.node.records.views import records_router
 from ctta.node.settings import NodeSettings

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from ctta.node.deps import SessionDep, SettingsDep
 from ctta.node.federation import service
 from ctta.node.federation.models import FederationStatus, Manifest
-from ctta.node.outbox import service as outbox
+from ctta.server.outbox import service as outbox
 
 router = APIRouter(prefix="/federation", tags=["federation"])
 

@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-import ctta.node.outbox.models
+import ctta.server.outbox.models
 import ctta.node.records.models  # noqa: F401  (register the tables)
 from ctta.server.alembic_env import run
 

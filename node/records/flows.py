@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 from ulid import ULID
 
-from ctta.node.outbox import service as outbox
+from ctta.server.outbox import service as outbox
 from ctta.node.records import service
 from ctta.node.records.models import Record
 from ctta.protocol.envelope import build_event, record_event_type

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
-from ctta.node.outbox import service
-from ctta.node.outbox.models import OutboxEvent
+from ctta.server.outbox import service
+from ctta.server.outbox.models import OutboxEvent
 from ctta.protocol.backbone import PublishError
 from ctta.server.db import session_scope
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from ctta.node.outbox.models import OutboxEvent
+from ctta.server.outbox.models import OutboxEvent
 from ctta.protocol.envelope import WireEvent
 
 
