@@ -20,11 +20,15 @@ from ctta.hub.centres import heartbeats
 from ctta.hub.centres.views import router as centres_router
 from ctta.hub.index.ingest import Indexer
 from ctta.hub.index.views import router as index_router
+from ctta.hub.matching.encoder import UseEncoder
+from ctta.hub.matching.views import router as matches_router
+from ctta.hub.matching.worker import Change, Matcher
 from ctta.hub.settings import HubSettings
 from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
 from ctta.server.openapi import operation_id
+from ctta.server.outbox.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,34 @@ def create_app(settings: HubSettings) -> FastAPI:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         await asyncio.to_thread(migrate, engine, MIGRATIONS)
-        indexer = Indexer(engine, registry, settings.consumer, settings.ingest_batch)
+        relay = OutboxRelay(engine)
+        matcher = (
+            Matcher(
+                engine,
+                UseEncoder(),
+                wake_relay=relay.wake,
+                threshold=settings.match_threshold,
+                per_record=settings.matches_per_record,
+            )
+            if settings.matching
+            else None
+        )
+        backlog = await asyncio.to_thread(matcher.load) if matcher else []
+        indexer = Indexer(
+            engine,
+            registry,
+            settings.consumer,
+            settings.ingest_batch,
+            on_changes=matcher.notify if matcher else lambda changes: None,
+        )
         app.state.engine = engine
         app.state.ingest = indexer.state
+        app.state.matcher = matcher
+        app.state.relay_state = relay.state
         app.state.nats_state = "connecting"
-        federate = asyncio.create_task(_federate(app, settings, indexer), name="hub-federate")
+        federate = asyncio.create_task(
+            _federate(app, settings, indexer, relay, matcher, backlog), name="hub-federate"
+        )
         log.info(
             "hub serving %d centres; database %s",
             len(registry.centres),
@@ -70,6 +97,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.state.registry = registry
     app.include_router(index_router, prefix=API_PREFIX)
     app.include_router(centres_router, prefix=API_PREFIX)
+    app.include_router(matches_router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["health"], summary="Database, NATS and ingest state")
     def healthz() -> dict[str, object]:
@@ -88,7 +116,14 @@ def create_app(settings: HubSettings) -> FastAPI:
     return app
 
 
-async def _federate(app: FastAPI, settings: HubSettings, indexer: Indexer) -> None:
+async def _federate(
+    app: FastAPI,
+    settings: HubSettings,
+    indexer: Indexer,
+    relay: OutboxRelay,
+    matcher: Matcher | None,
+    backlog: list[Change],
+) -> None:
     def on_state(state: str) -> None:
         app.state.nats_state = state
 
@@ -98,6 +133,9 @@ async def _federate(app: FastAPI, settings: HubSettings, indexer: Indexer) -> No
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(indexer.run(nc.jetstream()))
             tasks.create_task(heartbeats.listen(nc, app.state.engine, app.state.registry))
+            tasks.create_task(relay.run(nc.jetstream()))
+            if matcher is not None:
+                tasks.create_task(matcher.run(backlog))
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2)

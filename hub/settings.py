@@ -27,6 +27,13 @@ class HubSettings(BaseSettings):
         default_factory=list, description="Bearer tokens that may read alliance-only records"
     )
     ingest_batch: int = 256
+    match_threshold: float = Field(
+        default=0.45, ge=0, le=1, description="Route proposals at or above this"
+    )
+    matches_per_record: int = Field(default=5, ge=1, le=50)
+    matching: bool = Field(
+        default=True, description="Run the matcher (needs the multilingual encoder)"
+    )
     heartbeat_timeout_seconds: float = 20.0
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
 

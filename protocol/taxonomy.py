@@ -188,3 +188,40 @@ class Currency(StrEnum):
 
 TRL_MIN = 1
 TRL_MAX = 9
+
+
+class DeclineReason(StrEnum):
+    """Why a centre declines a proposal (after IN-PART's structured industry feedback)."""
+
+    TOO_EARLY = "too-early"
+    BENEFIT_UNCLEAR = "benefit-unclear"
+    COMMERCIAL_ROUTE_UNCLEAR = "commercial-route-unclear"
+    PRICE = "price"
+    IP = "ip"
+    WRONG_FIELD = "wrong-field"
+    OTHER = "other"
+
+
+class MatchStage(StrEnum):
+    """One side's position on a proposal; accepted matches move along the pipeline."""
+
+    PROPOSED = "proposed"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    CONTACTED = "contacted"
+    NDA = "nda"
+    NEGOTIATING = "negotiating"
+    AGREEMENT = "agreement"
+    CLOSED_WITHOUT_DEAL = "closed-without-deal"
+
+
+MATCH_TRANSITIONS: dict[MatchStage, frozenset[MatchStage]] = {
+    MatchStage.PROPOSED: frozenset({MatchStage.ACCEPTED, MatchStage.DECLINED}),
+    MatchStage.ACCEPTED: frozenset({MatchStage.CONTACTED, MatchStage.CLOSED_WITHOUT_DEAL}),
+    MatchStage.CONTACTED: frozenset({MatchStage.NDA, MatchStage.NEGOTIATING, MatchStage.CLOSED_WITHOUT_DEAL}),
+    MatchStage.NDA: frozenset({MatchStage.NEGOTIATING, MatchStage.CLOSED_WITHOUT_DEAL}),
+    MatchStage.NEGOTIATING: frozenset({MatchStage.AGREEMENT, MatchStage.CLOSED_WITHOUT_DEAL}),
+    MatchStage.DECLINED: frozenset(),
+    MatchStage.AGREEMENT: frozenset(),
+    MatchStage.CLOSED_WITHOUT_DEAL: frozenset(),
+}

@@ -8,11 +8,11 @@ import nats
 import pytest
 from sqlmodel import Session, select
 
-from ctta.hub.index.models import DeadLetter
 from ctta.protocol.envelope import build_event
 from ctta.protocol.signing import SigningKey
 from ctta.protocol.subjects import record_subject
 from ctta.protocol.taxonomy import RecordKind
+from ctta.server.deadletters import DeadLetter
 from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
 
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from ctta.deploy.natsserver import free_port
 from ctta.node.app import create_app
-from ctta.node.outbox.models import OutboxEvent
+from ctta.server.outbox.models import OutboxEvent
 from tests.support import STAFF, achievement_body, demand_body, serving
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,12 +24,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from ctta.hub.index import service
+from ctta.hub.matching import service as matching
+from ctta.hub.matching.engine import RecordKey
+from ctta.hub.matching.worker import Change
 from ctta.protocol import backbone
 from ctta.protocol.envelope import EnvelopeError, ReceivedEvent, check_provenance, parse_event
+from ctta.protocol.matches import RESPONSE_TYPE, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
 from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.subjects import ALL_EVENTS, parse_event_subject
+from ctta.protocol.subjects import ALL_EVENTS, RESPONSE_KIND, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
+from ctta.server import deadletters
 from ctta.server.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -36,10 +42,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one message."""
+    """What became of one message, and the record change it made (for the matcher)."""
 
     applied: bool
     dead_letter: str | None = None
+    change: Change | None = None
 
 
 @dataclass
@@ -67,6 +74,8 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
         return _reject(str(exc))
     envelope = event.envelope
     subject = parse_event_subject(event.nats_subject)
+    if subject.kind == RESPONSE_KIND:
+        return _apply_response(session, event)
     kind = subject.record_kind
     if kind is None:
         return _reject(f"{subject.kind!r} events are not indexed")
@@ -96,13 +105,35 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
         return _reject(
             f"stale version {envelope.version}; the index holds version {existing.version}"
         )
+    key = RecordKey(envelope.centre, kind.value, record.id)
     if isinstance(record, Tombstone):
         service.tombstone(
             session, event, envelope.centre, kind.value, record.id, record.version, existing
         )
-    else:
-        service.upsert(session, event, record, existing)
-    return Outcome(applied=True)
+        return Outcome(applied=True, change=Change(key, record.version, None))
+    service.upsert(session, event, record, existing)
+    return Outcome(applied=True, change=Change(key, record.version, record.model_dump(mode="json")))
+
+
+def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
+    """A centre's answer to a match: valid only from a party, in pipeline order."""
+    envelope = event.envelope
+    if envelope.type != RESPONSE_TYPE:
+        return _reject(f"type {envelope.type!r} does not fit a response subject")
+    try:
+        response = MatchResponse.model_validate(event.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "data"
+        return _reject(f"data does not match the response schema: {where}: {first['msg']}")
+    if (response.centre, response.sequence) != (envelope.centre, envelope.version) or (
+        f"{RESPONSE_KIND}/{response.match_id}" != envelope.subject
+    ):
+        return _reject("response centre, sequence or match id differ from the envelope")
+    problem = matching.apply_response(session, response)
+    if problem == matching.DUPLICATE:
+        return Outcome(applied=False)
+    return _reject(problem) if problem else Outcome(applied=True)
 
 
 def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg]) -> list[Outcome]:
@@ -118,7 +149,7 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
             else:
                 outcome = apply_event(session, registry, event)
             if outcome.dead_letter is not None:
-                service.dead_letter(
+                deadletters.record(
                     session,
                     subject=msg.subject,
                     headers=msg.headers,
@@ -136,6 +167,7 @@ class Indexer:
     registry: FederationRegistry
     consumer: str = backbone.HUB_INDEXER
     batch_size: int = 256
+    on_changes: Callable[[list[Change]], None] = lambda changes: None
     state: IngestState = field(default_factory=IngestState)
 
     async def run(self, js: JetStreamContext) -> None:
@@ -179,6 +211,7 @@ class Indexer:
             for msg in messages:
                 await msg.nak(delay=2)
             return
+        self.on_changes([outcome.change for outcome in outcomes if outcome.change is not None])
         now = datetime.now(UTC)
         for msg, outcome in zip(messages, outcomes, strict=True):
             if outcome.dead_letter is not None:

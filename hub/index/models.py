@@ -42,22 +42,6 @@ class IndexedRecord(SQLModel, table=True):
     indexed_at: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
 
 
-class DeadLetter(SQLModel, table=True):
-    """An event the hub refused, with the reason; kept for operators, never indexed."""
-
-    __tablename__ = "dead_letter"
-
-    id: int | None = SQLField(default=None, primary_key=True)
-    received_at: datetime = SQLField(sa_column=Column(UtcDateTime(), nullable=False))
-    stream_seq: int | None = SQLField(default=None, index=True)
-    subject: str = SQLField(max_length=512)
-    event_id: str | None = SQLField(default=None, max_length=64)
-    centre: str | None = SQLField(default=None, max_length=64)
-    reason: str = SQLField(sa_column=Column(Text, nullable=False))
-    headers: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))
-    body: str = SQLField(sa_column=Column(Text, nullable=False))
-
-
 class SearchHit(BaseModel):
     kind: str
     centre: str
@@ -79,13 +63,3 @@ class SearchPage(BaseModel):
         description="Counts by kind, centre, field and trl over all matches"
     )
     next_offset: int | None = None
-
-
-class DeadLetterRead(BaseModel):
-    id: int
-    received_at: datetime
-    stream_seq: int | None
-    subject: str
-    event_id: str | None
-    centre: str | None
-    reason: str

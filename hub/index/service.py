@@ -15,12 +15,10 @@ from sqlalchemy import delete, func, text
 from sqlmodel import Session, col, select
 
 from ctta.hub.index import text as bilingual
-from ctta.hub.index.models import DeadLetter, IndexedRecord, SearchHit, SearchPage
+from ctta.hub.index.models import IndexedRecord, SearchHit, SearchPage
 from ctta.protocol.envelope import ReceivedEvent
 from ctta.protocol.records import RecordMeta
 from ctta.protocol.taxonomy import RecordKind, Visibility
-
-MAX_DEAD_LETTER_BODY = 64 * 1024
 
 
 def _is_sqlite(session: Session) -> bool:
@@ -131,37 +129,6 @@ def _write_terms(session: Session, pk: int | None, terms: str | None) -> None:
             ),
             {"pk": pk, "terms": sorted(set(terms.split()))},
         )
-
-
-def dead_letter(
-    session: Session,
-    *,
-    subject: str,
-    headers: dict[str, str] | None,
-    body: bytes,
-    reason: str,
-    stream_seq: int | None,
-) -> None:
-    """Record a refused event once per stream position (a replay does not duplicate it)."""
-    if stream_seq is not None:
-        seen = session.exec(
-            select(DeadLetter.id).where(DeadLetter.stream_seq == stream_seq)
-        ).first()
-        if seen is not None:
-            return
-    headers = headers or {}
-    session.add(
-        DeadLetter(
-            received_at=datetime.now(UTC),
-            stream_seq=stream_seq,
-            subject=subject[:512],
-            event_id=(headers.get("ce-id") or "")[:64] or None,
-            centre=(headers.get("ce-centre") or "")[:64] or None,
-            reason=reason,
-            headers=headers,
-            body=body[:MAX_DEAD_LETTER_BODY].decode("utf-8", errors="replace"),
-        )
-    )
 
 
 def _match_query(session: Session, terms: list[str]) -> str:

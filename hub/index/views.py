@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from sqlmodel import col, select
 
 from ctta.hub.deps import IsReader, SessionDep
 from ctta.hub.index import service
-from ctta.hub.index.models import DeadLetter, DeadLetterRead, SearchPage
+from ctta.hub.index.models import SearchPage
 from ctta.protocol.schemas import event_schema, schema_names
 from ctta.protocol.taxonomy import RecordKind, TechnologyField, Visibility
+from ctta.server import deadletters
 
 router = APIRouter(tags=["index"])
 
@@ -64,7 +64,7 @@ def get_record(
 
 @router.get(
     "/dead-letters",
-    response_model=list[DeadLetterRead],
+    response_model=list[deadletters.DeadLetterRead],
     summary="Events the hub refused, newest first",
 )
 def dead_letters(
@@ -74,15 +74,8 @@ def dead_letters(
         int | None, Query(ge=1, description="Cursor: id of the last row seen")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[DeadLetterRead]:
-    statement = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
-    if centre:
-        statement = statement.where(DeadLetter.centre == centre)
-    if before_id:
-        statement = statement.where(col(DeadLetter.id) < before_id)
-    return [
-        DeadLetterRead.model_validate(row, from_attributes=True) for row in session.exec(statement)
-    ]
+) -> list[deadletters.DeadLetterRead]:
+    return deadletters.latest(session, centre=centre, before_id=before_id, limit=limit)
 
 
 @router.get(

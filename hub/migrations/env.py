@@ -3,7 +3,10 @@
 from sqlmodel import SQLModel
 
 import ctta.hub.centres.models
-import ctta.hub.index.models  # noqa: F401  (register the tables)
+import ctta.hub.index.models
+import ctta.hub.matching.models
+import ctta.server.deadletters
+import ctta.server.outbox.models  # noqa: F401  (register the tables)
 from ctta.server.alembic_env import run
 
 run(SQLModel.metadata, version_table="hub_alembic_version")

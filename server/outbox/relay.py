@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
-from ctta.server.outbox import service
-from ctta.server.outbox.models import OutboxEvent
 from ctta.protocol.backbone import PublishError
 from ctta.server.db import session_scope
+from ctta.server.outbox import service
+from ctta.server.outbox.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from ctta.server.outbox.models import OutboxEvent
 from ctta.protocol.envelope import WireEvent
+from ctta.server.outbox.models import OutboxEvent
 
 
 def enqueue(session: Session, event: WireEvent, *, kind: str, record_id: str, version: int) -> None:

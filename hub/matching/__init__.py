@@ -1,0 +1,1 @@
+"""Cross-regional matching: demands against achievements, explained and routed."""
