@@ -27,6 +27,9 @@ from pathlib import Path
 import httpx
 import nats
 from _common import percentile, print_machine, verdict
+from fastapi import FastAPI
+from pydantic import SecretStr
+
 from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.app import create_app as create_hub
 from ctta.hub.settings import HubSettings
@@ -36,8 +39,6 @@ from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SigningKey
 from ctta.protocol.taxonomy import CENTRES
-from fastapi import FastAPI
-from pydantic import SecretStr
 
 TOKEN = "bench-staff-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

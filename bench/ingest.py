@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ import nats
 import nats.errors
 import ulid
 from _common import print_machine, verdict
+
 from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.app import MIGRATIONS
 from ctta.hub.index.ingest import Indexer
@@ -136,10 +138,8 @@ async def hub_ingest(js, registry, db_path: Path, synchronous: str, n: int, time
         elapsed = time.perf_counter() - started
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         engine.dispose()
     return n / elapsed, elapsed
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from ctta.server.logs import configure as configure_logging
@@ -100,6 +102,59 @@ def _schemas_export(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _schemas_asyncapi(args: argparse.Namespace) -> None:
+    from ctta.protocol.asyncapi import render
+
+    if args.output is None:
+        sys.stdout.write(render())
+    else:
+        args.output.write_text(render(), encoding="utf-8")
+        print(args.output)
+
+
+def _events_tail(args: argparse.Namespace) -> None:
+    from ctta.deploy.events import tail
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail(args))
+
+
+def _events_replay(args: argparse.Namespace) -> None:
+    from ctta.deploy.events import replay
+
+    written, skipped = asyncio.run(replay(args))
+    print(f"{args.output}: {written} events written, {skipped} unverified skipped", file=sys.stderr)
+
+
+def _event_options(parser: argparse.ArgumentParser, default_start: str) -> None:
+    """What `events tail` and `events replay` share: filters, start, backbone and registry."""
+    parser.add_argument("--kind", action="append", default=[], help="only this kind (repeatable)")
+    parser.add_argument(
+        "--centre", action="append", default=[], help="only this centre (repeatable)"
+    )
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--since", type=datetime.fromisoformat, help="start at this ISO time (with a timezone)"
+    )
+    start.add_argument(
+        "--from-beginning",
+        dest="start",
+        action="store_const",
+        const="beginning",
+        default=default_start,
+        help=f"start with the oldest stored event (default: from {default_start})",
+    )
+    parser.add_argument(
+        "--nats-url", default=os.environ.get("CTTA_NATS_URL", "nats://127.0.0.1:4222")
+    )
+    parser.add_argument(
+        "--registry",
+        default=os.environ.get("CTTA_REGISTRY_FILE", "deploy/federation.json"),
+        help="federation registry file or http(s) URL (default: CTTA_REGISTRY_FILE)",
+    )
+    parser.add_argument("--durable", help="consumer name, to resume where the last run stopped")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from ctta.deploy.demo import DemoOptions, run_demo
 
@@ -187,6 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
     export = schemas_commands.add_parser("export", help="write one JSON Schema file per payload")
     export.add_argument("directory", type=Path)
     export.set_defaults(handler=_schemas_export)
+    asyncapi = schemas_commands.add_parser(
+        "asyncapi", help="write the AsyncAPI 3.0 document of the backbone (JSON)"
+    )
+    asyncapi.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    asyncapi.set_defaults(handler=_schemas_asyncapi)
+
+    events = commands.add_parser("events", help="follow backbone events as an integrator")
+    events_commands = events.add_subparsers(
+        dest="events_command", required=True, metavar="SUBCOMMAND"
+    )
+    tail = events_commands.add_parser("tail", help="print verified events as they arrive")
+    _event_options(tail, "now")
+    tail.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.set_defaults(handler=_events_tail)
+    replay = events_commands.add_parser(
+        "replay", help="write verified events as CloudEvents JSON lines, then exit"
+    )
+    _event_options(replay, "beginning")
+    replay.add_argument("--output", type=Path, required=True, help="JSON-lines file to write")
+    replay.set_defaults(handler=_events_replay)
     return parser
 
 

@@ -21,9 +21,9 @@ from sqlalchemy import text
 from ctta.node.federation import service as federation
 from ctta.node.federation.models import Heartbeat
 from ctta.node.federation.views import router as federation_router
-from ctta.server.outbox import service as outbox
-from ctta.server.outbox.relay import OutboxRelay
-from ctta.node.records.flows import Publisher
+from ctta.node.matches import inbox
+from ctta.node.matches.views import router as matches_router
+from ctta.node.publisher import Publisher
 from ctta.node.records.views import records_router
 from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
@@ -31,6 +31,8 @@ from ctta.protocol.subjects import heartbeat_subject
 from ctta.protocol.taxonomy import CENTRES_BY_ID, RecordKind
 from ctta.server.db import create_db_engine, migrate, session_scope
 from ctta.server.openapi import operation_id
+from ctta.server.outbox import service as outbox
+from ctta.server.outbox.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
     app.state.settings = settings
     for kind in RecordKind:
         app.include_router(records_router(kind), prefix=API_PREFIX)
+    app.include_router(matches_router, prefix=API_PREFIX)
     app.include_router(federation_router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["health"], summary="Database and NATS state")
@@ -111,6 +114,7 @@ async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) ->
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(relay.run(nc.jetstream()))
             tasks.create_task(_heartbeat(app, settings, nc))
+            tasks.create_task(inbox.run(nc.jetstream(), app.state.engine, settings.centre))
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2)

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from ctta.node.records.flows import Publisher
+from ctta.node.publisher import Publisher
 from ctta.node.settings import NodeSettings
 from ctta.server.auth import require_token, token_matches
 

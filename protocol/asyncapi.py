@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ctta.node.federation.models import Heartbeat
 from ctta.protocol.envelope import HEADER_PREFIX, MSG_ID_HEADER, Envelope, record_event_type
-from ctta.protocol.matches import MatchProposal, MatchResponse
+from ctta.protocol.matches import RESPONSE_TYPE, MatchProposal, MatchResponse
 from ctta.protocol.schemas import TOMBSTONE, event_schema
 from ctta.protocol.subjects import EVENTS_ROOT, HEARTBEAT_ROOT, RESPONSE_KIND, ROUTES_ROOT
 from ctta.protocol.taxonomy import CENTRES, RecordKind
@@ -77,7 +77,9 @@ def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(mode="serialization")
 
 
-def _headers_schema(attributes: list[str], title: str, description: str) -> dict[str, Any]:
+def _headers_schema(
+    attributes: list[str], title: str, description: str, msg_id: str
+) -> dict[str, Any]:
     """`ce-*` headers: the Envelope's fields as the strings NATS carries."""
     fields = _model_schema(Envelope)["properties"]
     properties: dict[str, Any] = {}
@@ -89,7 +91,7 @@ def _headers_schema(attributes: list[str], title: str, description: str) -> dict
         if name in HEADER_NOTES:
             field["description"] = HEADER_NOTES[name]
         properties[f"{HEADER_PREFIX}{name}"] = field
-    properties[MSG_ID_HEADER] = {"type": "string", "description": "Equals `ce-id`"}
+    properties[MSG_ID_HEADER] = {"type": "string", "description": msg_id}
     return {
         "title": title,
         "description": description,
@@ -147,7 +149,7 @@ def build_document() -> dict[str, Any]:
         schemas[model.__name__] = _hoist(_model_schema(model), schemas)
     messages["matchResponded"] = _message(
         "matchResponded",
-        "org.ctta.match.responded.v1",
+        RESPONSE_TYPE,
         "MatchResponse",
         RECORD_HEADERS,
         "A centre accepted, declined or advanced a match proposal.",
@@ -176,9 +178,13 @@ def build_document() -> dict[str, Any]:
         envelope_attributes,
         RECORD_HEADERS,
         "CloudEvents 1.0 binary mode, signed by the owning centre.",
+        "Equals `ce-id`",
     )
     schemas[ROUTE_HEADERS] = _headers_schema(
-        list(ROUTE_ATTRIBUTES), ROUTE_HEADERS, "CloudEvents 1.0 binary mode, from the hub."
+        list(ROUTE_ATTRIBUTES),
+        ROUTE_HEADERS,
+        "CloudEvents 1.0 binary mode, from the hub.",
+        "`<matchId>.<revision>.<centre>`: the same for every retry of one revision",
     )
     centre = {
         "description": "Centre id: a lowercase slug",

@@ -37,11 +37,11 @@ class MatchExplanation(StrictModel):
     modes_shared: list[str]
     budget: str
     local: bool
-    notes: list[str] = []
+    notes: list[str] = Field(default_factory=list)
 
 
 class MatchProposal(StrictModel):
-    """Data of `org.ctta.match.proposed.v1` / `retracted.v1` on `ctta.v1.route.<centre>.match.<id>`."""
+    """Data of `org.ctta.match.<proposed|retracted>.v1` on `ctta.v1.route.<centre>.match.<id>`."""
 
     match_id: MatchId
     revision: int = Field(ge=1, description="Grows with every rescoring or retraction")
@@ -51,8 +51,8 @@ class MatchProposal(StrictModel):
     score: float
     threshold: float
     explanation: MatchExplanation
-    demand_title: dict[str, str | None] = {}
-    achievement_title: dict[str, str | None] = {}
+    demand_title: dict[str, str | None] = Field(default_factory=dict)
+    achievement_title: dict[str, str | None] = Field(default_factory=dict)
     proposed_at: datetime
 
 

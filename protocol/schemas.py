@@ -6,19 +6,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from ctta.protocol.matches import MatchProposal, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
 from ctta.protocol.taxonomy import RecordKind
 
 TOMBSTONE = "tombstone"
+OTHER_PAYLOADS: dict[str, type[BaseModel]] = {
+    TOMBSTONE: Tombstone,
+    "response": MatchResponse,
+    "match": MatchProposal,
+}
 
 
 def schema_names() -> list[str]:
-    return [kind.value for kind in RecordKind] + [TOMBSTONE]
+    return [kind.value for kind in RecordKind] + list(OTHER_PAYLOADS)
 
 
 def event_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of one payload; KeyError for an unknown name."""
-    model = Tombstone if name == TOMBSTONE else PUBLISHED_MODELS[RecordKind(name)]
+    model = OTHER_PAYLOADS.get(name) or PUBLISHED_MODELS[RecordKind(name)]
     schema = model.model_json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

@@ -39,6 +39,7 @@ from ctta.protocol.envelope import (
     record_event_type,
     to_structured,
 )
+from ctta.protocol.matches import MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, PublishedRecord, Tombstone
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.subjects import ALL_EVENTS, EVENTS_ROOT, RESPONSE_KIND, parse_event_subject
@@ -46,6 +47,7 @@ from ctta.protocol.taxonomy import CENTRE_ID_RE, RecordKind
 
 log = logging.getLogger(__name__)
 
+Payload = PublishedRecord | Tombstone | MatchResponse
 Start = Literal["now", "beginning"] | datetime
 """Where a *new* consumer begins; an existing durable consumer keeps its own position."""
 
@@ -113,7 +115,7 @@ class IntegratorEvent:
     subject: str
     envelope: Envelope | None
     data: dict[str, Any] | None
-    record: PublishedRecord | Tombstone | None
+    record: Payload | None
     verified: bool
     problem: str | None
     stream_sequence: int
@@ -150,13 +152,23 @@ class IntegratorEvent:
         self._settled(self)
 
 
-def _typed_record(event: ReceivedEvent) -> PublishedRecord | Tombstone | None:
-    """The data as its record model; None for events without one (match responses)."""
+def _typed_record(event: ReceivedEvent) -> Payload:
+    """The data as its model, consistent with the envelope that was signed with it."""
     subject = parse_event_subject(event.nats_subject)
+    envelope = event.envelope
     kind = subject.record_kind
     if kind is None:
-        return None
-    envelope = event.envelope
+        try:
+            response = MatchResponse.model_validate(event.data)
+        except ValidationError as exc:
+            raise EnvelopeError(f"data does not match the response schema: {exc}") from None
+        if (response.match_id, response.centre, response.sequence) != (
+            subject.id,
+            envelope.centre,
+            envelope.version,
+        ):
+            raise EnvelopeError("data match id, centre or sequence differ from the envelope")
+        return response
     if envelope.type not in {record_event_type(kind, a) for a in ("upserted", "withdrawn")}:
         raise EnvelopeError(f"type {envelope.type!r} does not fit a {kind.value} subject")
     model = Tombstone if envelope.action == "withdrawn" else PUBLISHED_MODELS[kind]
@@ -176,7 +188,7 @@ def _typed_record(event: ReceivedEvent) -> PublishedRecord | Tombstone | None:
 
 def check_message(
     msg: Msg, registry: FederationRegistry
-) -> tuple[ReceivedEvent | None, PublishedRecord | Tombstone | None, str]:
+) -> tuple[ReceivedEvent | None, Payload | None, str]:
     """(parsed event, typed record, problem); the problem is empty when the event is verified."""
     try:
         event = parse_event(msg.subject, msg.headers, msg.data)

@@ -218,7 +218,9 @@ class MatchStage(StrEnum):
 MATCH_TRANSITIONS: dict[MatchStage, frozenset[MatchStage]] = {
     MatchStage.PROPOSED: frozenset({MatchStage.ACCEPTED, MatchStage.DECLINED}),
     MatchStage.ACCEPTED: frozenset({MatchStage.CONTACTED, MatchStage.CLOSED_WITHOUT_DEAL}),
-    MatchStage.CONTACTED: frozenset({MatchStage.NDA, MatchStage.NEGOTIATING, MatchStage.CLOSED_WITHOUT_DEAL}),
+    MatchStage.CONTACTED: frozenset(
+        {MatchStage.NDA, MatchStage.NEGOTIATING, MatchStage.CLOSED_WITHOUT_DEAL}
+    ),
     MatchStage.NDA: frozenset({MatchStage.NEGOTIATING, MatchStage.CLOSED_WITHOUT_DEAL}),
     MatchStage.NEGOTIATING: frozenset({MatchStage.AGREEMENT, MatchStage.CLOSED_WITHOUT_DEAL}),
     MatchStage.DECLINED: frozenset(),

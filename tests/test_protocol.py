@@ -183,6 +183,14 @@ def test_chinese_two_character_words_match_inside_longer_text() -> None:
 
 
 def test_json_schema_for_every_payload() -> None:
-    assert set(schema_names()) == {"achievement", "demand", "professional", "case", "tombstone"}
+    assert set(schema_names()) == {
+        "achievement",
+        "demand",
+        "professional",
+        "case",
+        "tombstone",
+        "response",
+        "match",
+    }
     schema = event_schema("achievement")
     assert "trl" in schema["properties"] and "private" not in schema["properties"]

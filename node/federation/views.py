@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from ctta.node.deps import SessionDep, SettingsDep
+from ctta.node.deps import SessionDep, SettingsDep, StaffOnly
 from ctta.node.federation import service
 from ctta.node.federation.models import FederationStatus, Manifest
+from ctta.server import deadletters
 from ctta.server.outbox import service as outbox
 
 router = APIRouter(prefix="/federation", tags=["federation"])
@@ -38,3 +39,19 @@ def get_status(request: Request, session: SessionDep, settings: SettingsDep) -> 
         last_published_at=relay_state.last_published_at,
         last_publish_error=relay_state.last_error,
     )
+
+
+@router.get(
+    "/dead-letters",
+    response_model=list[deadletters.DeadLetterRead],
+    dependencies=[StaffOnly],
+    summary="Route messages this node refused, newest first",
+)
+def dead_letters(
+    session: SessionDep,
+    before_id: Annotated[
+        int | None, Query(ge=1, description="Cursor: id of the last row seen")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[deadletters.DeadLetterRead]:
+    return deadletters.latest(session, centre=None, before_id=before_id, limit=limit)

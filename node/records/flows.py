@@ -7,18 +7,16 @@ dies before, the client got no success. Either way no accepted write is lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlmodel import Session
 from ulid import ULID
 
-from ctta.server.outbox import service as outbox
+from ctta.node.publisher import Publisher
 from ctta.node.records import service
 from ctta.node.records.models import Record
-from ctta.protocol.envelope import build_event, record_event_type
+from ctta.protocol.envelope import record_event_type
 from ctta.protocol.records import (
     CONTENT_MODELS,
     PUBLISHED_MODELS,
@@ -26,7 +24,6 @@ from ctta.protocol.records import (
     RecordContent,
     Tombstone,
 )
-from ctta.protocol.signing import SigningKey
 from ctta.protocol.subjects import record_subject
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
 
@@ -37,19 +34,6 @@ class ConflictError(Exception):
 
 class GoneError(Exception):
     """The record was withdrawn; withdrawal is final."""
-
-
-@dataclass(frozen=True)
-class Publisher:
-    """What a node needs to turn a record change into a signed event."""
-
-    centre: str
-    signing_key: SigningKey
-    schema_base_url: str
-    wake_relay: Callable[[], None] = lambda: None
-
-    def schema_url(self, name: str) -> str:
-        return f"{self.schema_base_url.rstrip('/')}/api/v1/schemas/{name}.json"
 
 
 def split_body(kind: RecordKind, body: BaseModel) -> tuple[RecordContent, PrivateDetail | None]:
@@ -116,18 +100,17 @@ def _enqueue(
     schema: str,
 ) -> None:
     kind = RecordKind(record.kind)
-    event = build_event(
-        nats_subject=record_subject(publisher.centre, kind, record.id),
-        centre=publisher.centre,
-        event_type=event_type,
-        ce_subject=f"{kind.value}/{record.id}",
+    publisher.enqueue(
+        session,
+        subject=record_subject(publisher.centre, kind, record.id),
+        kind=kind.value,
+        entity_id=record.id,
         version=record.version,
+        event_type=event_type,
         data=data,
-        dataschema=publisher.schema_url(schema),
-        signing_key=publisher.signing_key,
+        schema=schema,
         time=record.updated_at,
     )
-    outbox.enqueue(session, event, kind=kind.value, record_id=record.id, version=record.version)
 
 
 def create(

@@ -1,0 +1,1 @@
+"""Matches the hub routed to this centre, and the centre's answers to them."""

@@ -1,0 +1,122 @@
+"""The inbox worker: a durable pull consumer of this centre's routes.
+
+It stores each proposal idempotently (the newest revision wins, a replay changes nothing)
+and dead-letters what it cannot read, then keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from ctta.node.matches import service
+from ctta.protocol import backbone
+from ctta.protocol.matches import MatchProposal
+from ctta.protocol.subjects import centre_routes
+from ctta.server import deadletters
+from ctta.server.db import session_scope
+
+log = logging.getLogger(__name__)
+
+HUB_SOURCE = "urn:ctta:hub"
+
+
+def inbox_consumer_config(centre: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=f"inbox-{centre}",
+        description=f"Match routes for {centre}",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        filter_subject=centre_routes(centre),
+    )
+
+
+def _reason(msg: Msg) -> str | None:
+    """Why a route message is unusable, or None."""
+    headers = msg.headers or {}
+    if headers.get("ce-source") != HUB_SOURCE:
+        return f"source {headers.get('ce-source')!r} is not the hub"
+    return None
+
+
+def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
+    """Store a batch in one transaction; returns per message whether it was accepted."""
+    accepted = []
+    with session_scope(engine) as session:
+        for msg in messages:
+            reason = _reason(msg)
+            proposal = None
+            if reason is None:
+                try:
+                    proposal = MatchProposal.model_validate_json(msg.data)
+                except ValidationError as exc:
+                    reason = f"not a match proposal: {exc.errors()[0]['msg']}"
+            if proposal is not None and centre not in (
+                proposal.demand.centre,
+                proposal.achievement.centre,
+            ):
+                reason = f"match {proposal.match_id} does not involve {centre}"
+            if reason is not None:
+                deadletters.record(
+                    session,
+                    subject=msg.subject,
+                    headers=msg.headers,
+                    body=msg.data,
+                    reason=reason,
+                    stream_seq=msg.metadata.sequence.stream,
+                )
+                accepted.append(False)
+                continue
+            assert proposal is not None
+            service.store(session, proposal)
+            accepted.append(True)
+    return accepted
+
+
+async def run(js: JetStreamContext, engine: Engine, centre: str) -> None:
+    """Consume this centre's routes until cancelled."""
+    delay = 0.2
+    while True:
+        try:
+            await backbone.ensure_consumer(
+                js, backbone.ROUTES_STREAM, inbox_consumer_config(centre)
+            )
+            subscription = await js.pull_subscribe_bind(
+                f"inbox-{centre}", stream=backbone.ROUTES_STREAM
+            )
+            break
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            log.warning("inbox of %s cannot bind (%r); retrying", centre, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    batcher = backbone.PullBatcher(subscription, max_batch=64)
+    while True:
+        try:
+            messages = await batcher.next_batch()
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            log.warning("inbox of %s: fetch failed (%r)", centre, exc)
+            await asyncio.sleep(0.5)
+            continue
+        if not messages:
+            continue
+        try:
+            accepted = await asyncio.to_thread(apply_batch, engine, centre, messages)
+        except Exception:
+            log.exception(
+                "inbox of %s could not store %d routes; they will come back", centre, len(messages)
+            )
+            for msg in messages:
+                await msg.nak(delay=2)
+            continue
+        for msg, ok in zip(messages, accepted, strict=True):
+            await (msg.ack() if ok else msg.term())
