@@ -19,7 +19,7 @@ from ulid import ULID
 
 from ctta.protocol.records import ULID_PATTERN, CentreId
 from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.signing import SignatureError, SigningKey, verify
+from ctta.protocol.signing import NON_BMP, SignatureError, SigningKey, verify
 from ctta.protocol.subjects import SubjectError, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
 
@@ -129,6 +129,7 @@ class ReceivedEvent:
     envelope: Envelope
     data: dict[str, Any]
     nats_subject: str
+    plain: bool | None = None  # known to need no general JCS (no floats, BMP-only text)
 
 
 def build_event(
@@ -186,13 +187,22 @@ def parse_event(nats_subject: str, headers: dict[str, str] | None, body: bytes) 
         envelope = Envelope.model_validate(attributes)
     except ValidationError as exc:
         raise EnvelopeError(f"bad envelope: {_first_error(exc)}") from None
+    floats = False
+
+    def parse_float(text: str) -> float:
+        nonlocal floats
+        floats = True
+        return float(text)
+
     try:
-        data = json.loads(body)
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_float=parse_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EnvelopeError(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise EnvelopeError("body must be a JSON object")
-    return ReceivedEvent(envelope=envelope, data=data, nats_subject=nats_subject)
+    plain = not floats and not NON_BMP.search(text)
+    return ReceivedEvent(envelope=envelope, data=data, nats_subject=nats_subject, plain=plain)
 
 
 def to_structured(event: ReceivedEvent) -> dict[str, Any]:
@@ -239,7 +249,9 @@ def check_provenance(event: ReceivedEvent, registry: FederationRegistry) -> None
     if envelope.signature is None:
         raise EnvelopeError("event is not signed")
     try:
-        verify(public_key, envelope.signed_document(event.data), envelope.signature)
+        verify(
+            public_key, envelope.signed_document(event.data), envelope.signature, plain=event.plain
+        )
     except SignatureError as exc:
         raise EnvelopeError(f"bad signature: {exc}") from None
 

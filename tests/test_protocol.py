@@ -194,3 +194,20 @@ def test_json_schema_for_every_payload() -> None:
     }
     schema = event_schema("achievement")
     assert "trl" in schema["properties"] and "private" not in schema["properties"]
+
+
+def test_a_lone_surrogate_is_refused_not_crashed_on() -> None:
+    key = SigningKey.generate("eastern#1")
+    wire = _event(key)
+    body = b'{"title": {"zh": "\\ud800"}}'
+    with pytest.raises(EnvelopeError, match="cannot be canonicalised"):
+        check_provenance(parse_event(wire.subject, wire.headers, body), _registry(key))
+
+
+@pytest.mark.parametrize("data", [{"price": 1.5}, {"😀": "x"}, {"a": "😀"}])
+def test_signatures_hold_for_data_off_the_fast_path(data: dict) -> None:
+    key = SigningKey.generate("eastern#1")
+    wire = _event(key, data=data)
+    received = parse_event(wire.subject, wire.headers, wire.body)
+    assert received.plain is False
+    check_provenance(received, _registry(key))

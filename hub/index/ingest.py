@@ -32,7 +32,7 @@ from ctta.protocol.envelope import EnvelopeError, ReceivedEvent, check_provenanc
 from ctta.protocol.matches import RESPONSE_TYPE, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
 from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.subjects import ALL_EVENTS, RESPONSE_KIND, parse_event_subject
+from ctta.protocol.subjects import ALL_EVENTS, RESPONSE_KIND, SubjectError, parse_event_subject
 from ctta.protocol.taxonomy import RecordKind
 from ctta.server import deadletters
 from ctta.server.db import session_scope
@@ -66,7 +66,9 @@ def _reject(reason: str) -> Outcome:
     return Outcome(applied=False, dead_letter=reason)
 
 
-def apply_event(session: Session, registry: FederationRegistry, event: ReceivedEvent) -> Outcome:
+def apply_event(
+    writer: service.IndexWriter, registry: FederationRegistry, event: ReceivedEvent
+) -> Outcome:
     """Check one parsed event and apply it to the index; never raises for bad input."""
     try:
         check_provenance(event, registry)
@@ -75,7 +77,7 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
     envelope = event.envelope
     subject = parse_event_subject(event.nats_subject)
     if subject.kind == RESPONSE_KIND:
-        return _apply_response(session, event)
+        return _apply_response(writer.session, event)
     kind = subject.record_kind
     if kind is None:
         return _reject(f"{subject.kind!r} events are not indexed")
@@ -98,7 +100,7 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
         envelope.version,
     ):
         return _reject("data id, centre, kind or version differ from the envelope")
-    existing = service.find(session, envelope.centre, kind.value, record.id)
+    existing = writer.find(envelope.centre, kind.value, record.id)
     if existing is not None and existing.event_id == envelope.id:
         return Outcome(applied=False)  # redelivery of what we already applied
     if existing is not None and existing.version >= envelope.version:
@@ -107,12 +109,10 @@ def apply_event(session: Session, registry: FederationRegistry, event: ReceivedE
         )
     key = RecordKey(envelope.centre, kind.value, record.id)
     if isinstance(record, Tombstone):
-        service.tombstone(
-            session, event, envelope.centre, kind.value, record.id, record.version, existing
-        )
+        writer.tombstone(event, envelope.centre, kind.value, record.id, record.version)
         return Outcome(applied=True, change=Change(key, record.version, None))
-    service.upsert(session, event, record, existing)
-    return Outcome(applied=True, change=Change(key, record.version, record.model_dump(mode="json")))
+    writer.upsert(event, record)
+    return Outcome(applied=True, change=Change(key, record.version, event.data))
 
 
 def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
@@ -138,16 +138,22 @@ def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
 
 def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg]) -> list[Outcome]:
     """Apply a batch in one transaction; returns one outcome per message, in order."""
+    parsed: list[ReceivedEvent | EnvelopeError] = []
+    for msg in messages:
+        try:
+            parsed.append(parse_event(msg.subject, msg.headers, msg.data))
+        except EnvelopeError as exc:
+            parsed.append(exc)
     outcomes: list[Outcome] = []
     with session_scope(engine) as session:
-        for msg in messages:
-            stream_seq = msg.metadata.sequence.stream if msg.reply else None
-            try:
-                event = parse_event(msg.subject, msg.headers, msg.data)
-            except EnvelopeError as exc:
-                outcome = _reject(str(exc))
-            else:
-                outcome = apply_event(session, registry, event)
+        writer = service.IndexWriter(session)
+        writer.prefetch([key for item in parsed if (key := _index_key(item)) is not None])
+        for msg, item in zip(messages, parsed, strict=True):
+            outcome = (
+                _reject(str(item))
+                if isinstance(item, EnvelopeError)
+                else apply_event(writer, registry, item)
+            )
             if outcome.dead_letter is not None:
                 deadletters.record(
                     session,
@@ -155,10 +161,22 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
                     headers=msg.headers,
                     body=msg.data,
                     reason=outcome.dead_letter,
-                    stream_seq=stream_seq,
+                    stream_seq=msg.metadata.sequence.stream if msg.reply else None,
                 )
             outcomes.append(outcome)
+        writer.finish()
     return outcomes
+
+
+def _index_key(item: ReceivedEvent | EnvelopeError) -> tuple[str, str, str] | None:
+    """The index row an event may touch, to read all of a batch's rows at once."""
+    if isinstance(item, EnvelopeError):
+        return None
+    try:
+        subject = parse_event_subject(item.nats_subject)
+    except SubjectError:
+        return None
+    return (subject.centre, subject.kind, subject.id) if subject.record_kind else None
 
 
 @dataclass
@@ -174,16 +192,26 @@ class Indexer:
         """Consume until cancelled; survives NATS outages and database hiccups."""
         subscription = await self._subscribe(js)
         batcher = backbone.PullBatcher(subscription, max_batch=self.batch_size)
-        while True:
-            try:
-                messages = await batcher.next_batch()
-            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                self.state.last_error = f"fetch: {exc!r}"
-                log.warning("indexer fetch failed: %r; retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            if messages:
-                await self._handle(messages)
+        handling: asyncio.Task[None] | None = None
+        try:
+            while True:
+                # The next batch is fetched while the previous one is applied; batches are
+                # still applied one after another, in stream order.
+                try:
+                    messages = await batcher.next_batch()
+                except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                    self.state.last_error = f"fetch: {exc!r}"
+                    log.warning("indexer fetch failed: %r; retrying", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                if handling is not None:
+                    await handling
+                    handling = None
+                if messages:
+                    handling = asyncio.create_task(self._handle(messages))
+        finally:
+            if handling is not None:
+                handling.cancel()
 
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
         delay = 0.2

@@ -8,10 +8,11 @@ pre-computed bilingual terms (see `text.py`), so ranking differs but matching do
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import bindparam, delete, func, insert, text, tuple_, update
 from sqlmodel import Session, col, select
 
 from ctta.hub.index import text as bilingual
@@ -48,87 +49,141 @@ def record_terms(record: RecordMeta) -> str:
     return " ".join(bilingual.terms(" ".join(parts)))
 
 
-def upsert(
-    session: Session, event: ReceivedEvent, record: RecordMeta, existing: IndexedRecord | None
-) -> None:
-    """Store the new state of a record the caller has checked to be newer."""
-    row = existing or IndexedRecord(
-        centre=record.centre,
-        kind=record.kind.value,
-        record_id=record.id,
-        version=record.version,
-        event_id=event.envelope.id,
-        event_time=event.envelope.time,
-        indexed_at=datetime.now(UTC),
-    )
-    row.version = record.version
-    row.withdrawn = False
-    row.status = record.status.value
-    row.visibility = record.visibility.value
-    row.trl = (
-        getattr(record, "trl", None)
-        if record.kind == RecordKind.ACHIEVEMENT
-        else getattr(record, "min_trl", None)
-    )
-    row.fields_text = " " + " ".join(f.value for f in record.fields) + " "
-    row.data = record.model_dump(mode="json")
-    row.event_id = event.envelope.id
-    row.event_time = event.envelope.time
-    row.indexed_at = datetime.now(UTC)
-    session.add(row)
-    session.flush()
-    _write_terms(session, row.pk, record_terms(record))
+@dataclass
+class IndexedState:
+    """What the version gate needs to know of a stored record."""
+
+    pk: int | None
+    version: int
+    event_id: str
 
 
-def tombstone(
-    session: Session,
-    event: ReceivedEvent,
-    centre: str,
-    kind: str,
-    record_id: str,
-    version: int,
-    existing: IndexedRecord | None,
-) -> None:
-    """Remove a record from search but remember its version."""
-    row = existing or IndexedRecord(
-        centre=centre,
-        kind=kind,
-        record_id=record_id,
-        version=version,
-        event_id=event.envelope.id,
-        event_time=event.envelope.time,
-        indexed_at=datetime.now(UTC),
-    )
-    row.version = version
-    row.withdrawn = True
-    row.data = None
-    row.fields_text = ""
-    row.event_id = event.envelope.id
-    row.event_time = event.envelope.time
-    row.indexed_at = datetime.now(UTC)
-    session.add(row)
-    session.flush()
-    _write_terms(session, row.pk, None)
+class IndexWriter:
+    """Applies one batch of events to the index with a handful of statements.
 
+    The rows a batch touches are read with one query; changes collect in memory and are
+    written at the end with one executemany per kind of statement, in SQLAlchemy Core:
+    per-event ORM objects, queries and flushes were three quarters of the ingest time.
+    """
 
-def _write_terms(session: Session, pk: int | None, terms: str | None) -> None:
-    if _is_sqlite(session):
-        session.execute(text("DELETE FROM record_fts WHERE rowid = :pk"), {"pk": pk})
-        if terms:
-            session.execute(
-                text("INSERT INTO record_fts(rowid, terms) VALUES (:pk, :terms)"),
-                {"pk": pk, "terms": terms},
-            )
-        return
-    session.execute(text("DELETE FROM record_terms WHERE pk = :pk"), {"pk": pk})
-    if terms:
-        session.execute(
-            text(
-                "INSERT INTO record_terms(pk, terms) "
-                "VALUES (:pk, array_to_tsvector(CAST(:terms AS text[])))"
-            ),
-            {"pk": pk, "terms": sorted(set(terms.split()))},
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._known: dict[tuple[str, str, str], IndexedState | None] = {}
+        self._changes: dict[tuple[str, str, str], tuple[dict[str, Any], str | None]] = {}
+
+    def prefetch(self, keys: list[tuple[str, str, str]]) -> None:
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._known]
+        if not wanted:
+            return
+        table = IndexedRecord.__table__.c
+        statement = select(
+            table.pk, table.centre, table.kind, table.record_id, table.version, table.event_id
         )
+        statement = statement.where(tuple_(table.centre, table.kind, table.record_id).in_(wanted))
+        for pk, centre, kind, record_id, version, event_id in self.session.execute(statement):
+            self._known[(centre, kind, record_id)] = IndexedState(pk, version, event_id)
+        for key in wanted:
+            self._known.setdefault(key, None)
+
+    def find(self, centre: str, kind: str, record_id: str) -> IndexedState | None:
+        key = (centre, kind, record_id)
+        if key not in self._known:
+            self.prefetch([key])
+        return self._known[key]
+
+    def upsert(self, event: ReceivedEvent, record: RecordMeta) -> None:
+        """Store the new state of a record the caller has checked to be newer."""
+        trl_field = "trl" if record.kind == RecordKind.ACHIEVEMENT else "min_trl"
+        values = {
+            "withdrawn": False,
+            "status": record.status.value,
+            "visibility": record.visibility.value,
+            "trl": getattr(record, trl_field, None),
+            "fields_text": " " + " ".join(f.value for f in record.fields) + " ",
+            "data": event.data,  # as signed; it validated against `record`'s model
+        }
+        self._change(
+            event,
+            (record.centre, record.kind.value, record.id),
+            record.version,
+            values,
+            record_terms(record),
+        )
+
+    def tombstone(
+        self, event: ReceivedEvent, centre: str, kind: str, record_id: str, version: int
+    ) -> None:
+        """Remove a record from search but remember its version."""
+        values = {"withdrawn": True, "status": "withdrawn", "data": None, "fields_text": ""}
+        self._change(event, (centre, kind, record_id), version, values, None)
+
+    def _change(
+        self,
+        event: ReceivedEvent,
+        key: tuple[str, str, str],
+        version: int,
+        values: dict[str, Any],
+        terms: str | None,
+    ) -> None:
+        known = self._known.get(key)
+        self._known[key] = IndexedState(known.pk if known else None, version, event.envelope.id)
+        full = {
+            "visibility": "",
+            "trl": None,
+            **values,
+            "centre": key[0],
+            "kind": key[1],
+            "record_id": key[2],
+            "version": version,
+            "event_id": event.envelope.id,
+            "event_time": event.envelope.time,
+            "indexed_at": datetime.now(UTC),
+        }
+        self._changes[key] = (full, terms)
+
+    def finish(self) -> None:
+        """Write the batch's rows, then rewrite the search terms of every row it changed."""
+        if not self._changes:
+            return
+        table = IndexedRecord.__table__
+        new = [(key, row) for key, (row, _) in self._changes.items() if self._known[key].pk is None]
+        old = [
+            {**row, "row_pk": self._known[key].pk}
+            for key, (row, _) in self._changes.items()
+            if self._known[key].pk is not None
+        ]
+        if new:
+            inserted = self.session.execute(
+                insert(table).returning(table.c.pk, sort_by_parameter_order=True),
+                [row for _, row in new],
+            )
+            for (key, _), pk in zip(new, inserted.scalars(), strict=True):
+                self._known[key].pk = pk
+        if old:
+            self.session.execute(update(table).where(table.c.pk == bindparam("row_pk")), old)
+        pks = [{"pk": self._known[key].pk} for key in self._changes]
+        added = [
+            {"pk": self._known[key].pk, "terms": terms}
+            for key, (_, terms) in self._changes.items()
+            if terms
+        ]
+        self._changes.clear()
+        if _is_sqlite(self.session):
+            self.session.execute(text("DELETE FROM record_fts WHERE rowid = :pk"), pks)
+            if added:
+                self.session.execute(
+                    text("INSERT INTO record_fts(rowid, terms) VALUES (:pk, :terms)"), added
+                )
+            return
+        self.session.execute(text("DELETE FROM record_terms WHERE pk = :pk"), pks)
+        if added:
+            self.session.execute(
+                text(
+                    "INSERT INTO record_terms(pk, terms) "
+                    "VALUES (:pk, array_to_tsvector(CAST(:terms AS text[])))"
+                ),
+                [{"pk": row["pk"], "terms": sorted(set(row["terms"].split()))} for row in added],
+            )
 
 
 def _match_query(session: Session, terms: list[str]) -> str:

@@ -47,7 +47,7 @@ def preview(body: PreviewRequest, state: AppStateDep) -> list[ProposalView]:
     content = body.demand if body.kind == "demand" else body.achievement
     if content is None:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"give the record as '{body.kind}'"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"give the record as '{body.kind}'"
         )
     data = {
         **content.model_dump(mode="json"),
