@@ -15,45 +15,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import resource
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-import nats
 from _common import percentile, print_machine, verdict
-from fastapi import FastAPI
-from pydantic import SecretStr
 
+from ctta.deploy.local import LocalFederation
 from ctta.deploy.natsserver import NatsServer, free_port
-from ctta.hub.app import create_app as create_hub
-from ctta.hub.settings import HubSettings
-from ctta.node.app import create_app as create_node
-from ctta.node.settings import NodeSettings
-from ctta.protocol import backbone
-from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.signing import SigningKey
-from ctta.protocol.taxonomy import CENTRES
 
 TOKEN = "bench-staff-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TARGET_P50_MS = 50
 TARGET_P99_MS = 250
-
-
-@contextlib.asynccontextmanager
-async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://bench", timeout=30
-        ) as client:
-            yield client
 
 
 def body(token: str, i: int) -> dict:
@@ -79,51 +56,14 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, tmp_path: Path, server: NatsServer) -> int:
-    nc = await nats.connect(server.url)
-    await backbone.provision_single_server(nc.jetstream())
-    await nc.close()
-    keys = {c.id: SigningKey.generate(f"{c.id}#bench") for c in CENTRES}
-    registry = FederationRegistry.alliance()
-    for centre, key in keys.items():
-        registry.centre(centre).keys[key.key_id] = key.public_key_b64()
-    registry.save(tmp_path / "federation.json")
-
-    node_apps = {
-        c: create_node(
-            NodeSettings(
-                centre=c,
-                data_dir=tmp_path,
-                nats_url=server.url,
-                signing_key_id=k.key_id,
-                signing_key_seed=SecretStr(k.seed_b64()),
-                staff_tokens=[SecretStr(TOKEN)],
-                sqlite_synchronous=args.synchronous,
-            )
-        )
-        for c, k in keys.items()
-    }
-    hub_app = create_hub(
-        HubSettings(
-            data_dir=tmp_path,
-            nats_url=server.url,
-            registry_file=tmp_path / "federation.json",
-            sqlite_synchronous=args.synchronous,
-        )
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        nodes = {c: await stack.enter_async_context(in_process(a)) for c, a in node_apps.items()}
-        hub = await stack.enter_async_context(in_process(hub_app))
-        # Wait until every node and the hub are on the backbone.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            states = [(await n.get("/healthz")).json()["nats"] for n in nodes.values()]
-            states.append((await hub.get("/healthz")).json()["nats"])
-            if all(s == "connected" for s in states):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            print(f"not all parts joined NATS: {states}")
-            return 1
+    async with LocalFederation.start(
+        server.url,
+        tmp_path,
+        token=TOKEN,
+        node_settings={"sqlite_synchronous": args.synchronous},
+        hub_settings={"sqlite_synchronous": args.synchronous, "matching": not args.no_matching},
+    ) as federation:
+        nodes, hub = federation.nodes, federation.hub
         centres = list(nodes)
 
         latencies: list[float] = []
@@ -247,6 +187,7 @@ def parse_args() -> argparse.Namespace:
         "--max-in-flight", type=int, default=256, help="creates in flight at once (256)"
     )
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--no-matching", action="store_true", help="run the hub without its matcher")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the run to FILE")
     return parser.parse_args()
 

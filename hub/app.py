@@ -57,6 +57,9 @@ def create_app(settings: HubSettings) -> FastAPI:
             if settings.matching
             else None
         )
+        if matcher is not None:
+            # Load the encoder now (about a second), not in the middle of the first events.
+            await asyncio.to_thread(matcher.encoder.encode, ["warm-up"])
         backlog = await asyncio.to_thread(matcher.load) if matcher else []
         indexer = Indexer(
             engine,

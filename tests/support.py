@@ -13,6 +13,7 @@ import httpx
 import nats
 from fastapi import FastAPI
 
+from ctta.deploy.local import serving
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.app import create_app as create_hub
 from ctta.hub.settings import HubSettings
@@ -21,15 +22,6 @@ from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
 
 STAFF = {"Authorization": "Bearer staff-token-for-tests-0123456789"}
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
-    """Run an app's lifespan and give a client that talks to it."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30) as client:
-            yield client
 
 
 async def provision(url: str) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,7 @@ class Matcher:
         self._lock = threading.Lock()
         self._queue: asyncio.Queue[Change] = asyncio.Queue()
         self._titles: dict[RecordKey, dict[str, Any]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher")
 
     def load(self) -> list[Change]:
         """Fill the engine from the index; returns the records that still need a vector."""
@@ -99,18 +101,23 @@ class Matcher:
         if backlog:
             log.info("matcher: embedding %d records that have no stored vector", len(backlog))
             for start in range(0, len(backlog), EMBED_BATCH):
-                await asyncio.to_thread(self._embed, backlog[start : start + EMBED_BATCH], False)
+                await self._off_loop(self._embed, backlog[start : start + EMBED_BATCH], False)
         while True:
             changes = [await self._queue.get()]
             while not self._queue.empty() and len(changes) < EMBED_BATCH:
                 changes.append(self._queue.get_nowait())
             self.state.pending = self._queue.qsize()
             try:
-                await asyncio.to_thread(self._handle, changes)
+                await self._off_loop(self._handle, changes)
                 self.wake_relay()
             except Exception as exc:  # keep matching; the next change of these records retries
                 self.state.last_error = repr(exc)
                 log.exception("matcher failed on %d changes", len(changes))
+
+    async def _off_loop(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run on the matcher's own thread: embedding must not starve the shared pool
+        that the indexer and the relay use for their database work."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def preview(self, doc: MatchDoc, limit: int) -> list[Proposal]:
         vector = self.encoder.encode([doc.embed_text])[0]
