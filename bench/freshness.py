@@ -187,7 +187,9 @@ def parse_args() -> argparse.Namespace:
         "--max-in-flight", type=int, default=256, help="creates in flight at once (256)"
     )
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
-    parser.add_argument("--no-matching", action="store_true", help="run the hub without its matcher")
+    parser.add_argument(
+        "--no-matching", action="store_true", help="run the hub without its matcher"
+    )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the run to FILE")
     return parser.parse_args()
 

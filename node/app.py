@@ -19,7 +19,6 @@ from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
 
 from ctta.node.federation import service as federation
-from ctta.node.federation.models import Heartbeat
 from ctta.node.federation.views import router as federation_router
 from ctta.node.matches import inbox
 from ctta.node.matches.views import router as matches_router
@@ -27,6 +26,7 @@ from ctta.node.publisher import Publisher
 from ctta.node.records.views import records_router
 from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
+from ctta.protocol.heartbeat import Heartbeat
 from ctta.protocol.subjects import heartbeat_subject
 from ctta.protocol.taxonomy import CENTRES_BY_ID, RecordKind
 from ctta.server.db import create_db_engine, migrate, session_scope

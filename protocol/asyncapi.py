@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ctta.node.federation.models import Heartbeat
 from ctta.protocol.envelope import HEADER_PREFIX, MSG_ID_HEADER, Envelope, record_event_type
+from ctta.protocol.heartbeat import Heartbeat
 from ctta.protocol.matches import RESPONSE_TYPE, MatchProposal, MatchResponse
 from ctta.protocol.schemas import TOMBSTONE, event_schema
 from ctta.protocol.subjects import EVENTS_ROOT, HEARTBEAT_ROOT, RESPONSE_KIND, ROUTES_ROOT

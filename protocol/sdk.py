@@ -42,8 +42,14 @@ from ctta.protocol.envelope import (
 from ctta.protocol.matches import MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, PublishedRecord, Tombstone
 from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.subjects import ALL_EVENTS, EVENTS_ROOT, RESPONSE_KIND, parse_event_subject
-from ctta.protocol.taxonomy import CENTRE_ID_RE, RecordKind
+from ctta.protocol.subjects import (
+    ALL_EVENTS,
+    RESPONSE_KIND,
+    SubjectError,
+    event_filter,
+    parse_event_subject,
+)
+from ctta.protocol.taxonomy import RecordKind
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +82,12 @@ def event_filters(kinds: Iterable[str] = (), centres: Iterable[str] = ()) -> lis
     for kind in kinds:
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown kind {kind!r}; one of {sorted(EVENT_KINDS)}")
-    for centre in centres:
-        if not CENTRE_ID_RE.match(centre):
-            raise ValueError(f"centre id {centre!r} is not a lowercase slug")
     if not kinds and not centres:
         return [ALL_EVENTS]
-    return [f"{EVENTS_ROOT}.{c}.{k}.*" for c in centres or ["*"] for k in kinds or ["*"]]
+    try:
+        return [event_filter(c, k) for c in centres or [None] for k in kinds or [None]]
+    except SubjectError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def with_credentials(

@@ -48,6 +48,14 @@ def centre_events(centre: str) -> str:
     return f"{EVENTS_ROOT}.{_check_centre(centre)}.>"
 
 
+def event_filter(centre: str | None = None, kind: str | None = None) -> str:
+    """Filter over record events, optionally of one centre and/or one kind (`None` = any)."""
+    if kind is not None and kind not in RecordKind.__members__.values() and kind != RESPONSE_KIND:
+        raise SubjectError(f"unknown kind {kind!r}")
+    centre_token = _check_centre(centre) if centre is not None else "*"
+    return f"{EVENTS_ROOT}.{centre_token}.{kind or '*'}.*"
+
+
 def response_subject(centre: str, match_id: str) -> str:
     """A centre's answer to a match proposal."""
     match_id = _check_token(match_id, "match id")

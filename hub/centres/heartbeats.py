@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from ctta.hub.centres import service
+from ctta.protocol.heartbeat import Heartbeat
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.subjects import ALL_HEARTBEATS, SubjectError, parse_heartbeat_subject
 from ctta.server.db import session_scope
@@ -21,14 +22,14 @@ log = logging.getLogger(__name__)
 async def listen(nc: NatsClient, engine: Engine, registry: FederationRegistry) -> None:
     """Subscribe and keep the latest heartbeat of every registered centre until cancelled."""
 
-    def store(beat: service.HeartbeatIn) -> None:
+    def store(beat: Heartbeat) -> None:
         with session_scope(engine) as session:
             service.record_heartbeat(session, beat)
 
     async def on_message(msg: Msg) -> None:
         try:
             centre = parse_heartbeat_subject(msg.subject)
-            beat = service.HeartbeatIn.model_validate_json(msg.data)
+            beat = Heartbeat.model_validate_json(msg.data)
         except (SubjectError, ValidationError) as exc:
             log.warning("ignored heartbeat on %s: %s", msg.subject, exc)
             return

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from ctta.hub.centres.models import CentreHeartbeat, CentreView
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import IngestState
+from ctta.protocol.heartbeat import Heartbeat
 from ctta.protocol.registry import FederationRegistry
 
 
-class HeartbeatIn(BaseModel):
-    """The part of a node heartbeat the hub keeps (see ctta.node.federation.models)."""
-
-    centre: str
-    node_url: str | None = None
-    sent_at: datetime
-    outbox_backlog: int = 0
-    counts: dict[str, int] = {}
-
-
-def record_heartbeat(session: Session, beat: HeartbeatIn) -> None:
+def record_heartbeat(session: Session, beat: Heartbeat) -> None:
     row = session.get(CentreHeartbeat, beat.centre) or CentreHeartbeat(
         centre=beat.centre, received_at=datetime.now(UTC)
     )

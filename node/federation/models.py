@@ -31,13 +31,3 @@ class FederationStatus(BaseModel):
     published_since_start: int
     last_published_at: datetime | None
     last_publish_error: str | None
-
-
-class Heartbeat(BaseModel):
-    """Sent on `ctta.v1.hb.<centre>` so the hub can tell which nodes are alive."""
-
-    centre: str
-    node_url: str | None
-    sent_at: datetime
-    outbox_backlog: int
-    counts: dict[str, int]
