@@ -23,7 +23,7 @@ async def listen(nc: NatsClient, engine: Engine, registry: FederationRegistry) -
     """Subscribe and keep the latest heartbeat of every registered centre until cancelled."""
 
     def store(beat: Heartbeat) -> None:
-        with session_scope(engine) as session:
+        with session_scope(engine, write=True) as session:
             service.record_heartbeat(session, beat)
 
     async def on_message(msg: Msg) -> None:

@@ -145,7 +145,7 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
         except EnvelopeError as exc:
             parsed.append(exc)
     outcomes: list[Outcome] = []
-    with session_scope(engine) as session:
+    with session_scope(engine, write=True) as session:
         writer = service.IndexWriter(session)
         writer.prefetch([key for item in parsed if (key := _index_key(item)) is not None])
         for msg, item in zip(messages, parsed, strict=True):

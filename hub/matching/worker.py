@@ -140,7 +140,7 @@ class Matcher:
         with self._lock:
             for doc, vector in zip(docs, vectors, strict=True):
                 self.engine.set_vector(doc.key, vector)
-        with session_scope(self.db) as session:
+        with session_scope(self.db, write=True) as session:
             for change, vector in zip(upserts, vectors, strict=True):
                 service.save_vector(session, change.key, change.version, self.model_name, vector)
         self.state.embedded += len(docs)
@@ -154,7 +154,7 @@ class Matcher:
                 self.engine.remove(key)
         scored = self._embed(changes, match=True)
         routes: list[Match] = []
-        with session_scope(self.db) as session:
+        with session_scope(self.db, write=True) as session:
             for key in removed:
                 routes += [
                     service.retract(session, row) for row in service.open_matches_of(session, key)

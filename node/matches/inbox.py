@@ -52,7 +52,7 @@ def _reason(msg: Msg) -> str | None:
 def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
     """Store a batch in one transaction; returns per message whether it was accepted."""
     accepted = []
-    with session_scope(engine) as session:
+    with session_scope(engine, write=True) as session:
         for msg in messages:
             reason = _reason(msg)
             proposal = None

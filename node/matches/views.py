@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from ctta.node.deps import PublisherDep, SessionDep, StaffOnly
 from ctta.node.matches import flows, service
 from ctta.node.matches.models import InboxMatch, MatchPage, MatchRead, ResponseRequest
+from ctta.server.db import write_gate
 
 router = APIRouter(prefix="/matches", tags=["matches"], dependencies=[StaffOnly])
 
@@ -51,9 +52,10 @@ def respond(
 ) -> MatchRead:
     row = _load(session, match_id)
     try:
-        row = flows.respond(session, publisher, row, body)
+        with write_gate(session.get_bind()):
+            row = flows.respond(session, publisher, row, body)
+            session.commit()
     except flows.ResponseError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    session.commit()
     publisher.wake_relay()
     return service.read(row)

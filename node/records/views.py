@@ -13,6 +13,7 @@ from ctta.node.deps import IsStaff, PublisherDep, SessionDep, StaffOnly
 from ctta.node.records import flows, service
 from ctta.node.records.models import API_MODELS, ListFilters, Record
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, TechnologyField, Visibility
+from ctta.server.db import write_gate
 
 PLURALS = {
     RecordKind.ACHIEVEMENT: "achievements",
@@ -55,8 +56,9 @@ def records_router(kind: RecordKind) -> APIRouter:
     )
     def create(body: create_model_, session: SessionDep, publisher: PublisherDep) -> BaseModel:  # type: ignore[valid-type]
         content, private = flows.split_body(kind, body)
-        record = flows.create(session, publisher, kind, content, private)
-        session.commit()
+        with write_gate(session.get_bind()):
+            record = flows.create(session, publisher, kind, content, private)
+            session.commit()
         publisher.wake_relay()
         return _read(kind, record, staff=True)
 
@@ -108,12 +110,13 @@ def records_router(kind: RecordKind) -> APIRouter:
         record = _load(session, record_id, staff=True)
         content, private = flows.split_body(kind, body)
         try:
-            record = flows.update(session, publisher, record, body.version, content, private)
+            with write_gate(session.get_bind()):
+                record = flows.update(session, publisher, record, body.version, content, private)
+                session.commit()
         except flows.ConflictError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except flows.GoneError as exc:
             raise HTTPException(status.HTTP_410_GONE, str(exc)) from None
-        session.commit()
         publisher.wake_relay()
         return _read(kind, record, staff=True)
 
@@ -137,12 +140,13 @@ def records_router(kind: RecordKind) -> APIRouter:
     ) -> BaseModel:
         record = _load(session, record_id, staff=True)
         try:
-            record = flows.withdraw(session, publisher, record, version)
+            with write_gate(session.get_bind()):
+                record = flows.withdraw(session, publisher, record, version)
+                session.commit()
         except flows.ConflictError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except flows.GoneError as exc:
             raise HTTPException(status.HTTP_410_GONE, str(exc)) from None
-        session.commit()
         publisher.wake_relay()
         return _read(kind, record, staff=True)
 

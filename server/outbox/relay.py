@@ -109,10 +109,10 @@ class OutboxRelay:
             return service.pending(session, self.batch_size)
 
     def _mark(self, seqs: list[int]) -> None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, write=True) as session:
             service.mark_published(session, seqs, datetime.now(UTC))
 
     def _record_failure(self, seq: int | None, error: str) -> None:
         assert seq is not None
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, write=True) as session:
             service.record_failure(session, seq, error)
