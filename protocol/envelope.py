@@ -186,7 +186,7 @@ def parse_event(nats_subject: str, headers: dict[str, str] | None, body: bytes) 
     try:
         envelope = Envelope.model_validate(attributes)
     except ValidationError as exc:
-        raise EnvelopeError(f"bad envelope: {_first_error(exc)}") from None
+        raise EnvelopeError(f"bad envelope: {first_error(exc)}") from None
     floats = False
 
     def parse_float(text: str) -> float:
@@ -256,7 +256,8 @@ def check_provenance(event: ReceivedEvent, registry: FederationRegistry) -> None
         raise EnvelopeError(f"bad signature: {exc}") from None
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """`location: message` of the first validation error, as a dead-letter reason."""
     error = exc.errors()[0]
     location = ".".join(str(part) for part in error["loc"]) or "event"
     return f"{location}: {error['msg']}"

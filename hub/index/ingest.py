@@ -28,7 +28,13 @@ from ctta.hub.matching import service as matching
 from ctta.hub.matching.engine import RecordKey
 from ctta.hub.matching.worker import Change
 from ctta.protocol import backbone
-from ctta.protocol.envelope import EnvelopeError, ReceivedEvent, check_provenance, parse_event
+from ctta.protocol.envelope import (
+    EnvelopeError,
+    ReceivedEvent,
+    check_provenance,
+    first_error,
+    parse_event,
+)
 from ctta.protocol.matches import RESPONSE_TYPE, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
 from ctta.protocol.registry import FederationRegistry
@@ -90,9 +96,7 @@ def apply_event(
     try:
         record = model.model_validate(event.data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "data"
-        return _reject(f"data does not match the {kind.value} schema: {where}: {first['msg']}")
+        return _reject(f"data does not match the {kind.value} schema: {first_error(exc)}")
     if (record.id, record.centre, RecordKind(record.kind), record.version) != (
         subject.id,
         envelope.centre,
@@ -123,9 +127,7 @@ def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
     try:
         response = MatchResponse.model_validate(event.data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "data"
-        return _reject(f"data does not match the response schema: {where}: {first['msg']}")
+        return _reject(f"data does not match the response schema: {first_error(exc)}")
     if (response.centre, response.sequence) != (envelope.centre, envelope.version) or (
         f"{RESPONSE_KIND}/{response.match_id}" != envelope.subject
     ):

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 
 from ctta.hub.index import text as bilingual
+from ctta.protocol.matches import MatchExplanation
 
 CANDIDATE_POOL = 100
 
@@ -52,28 +53,11 @@ class MatchDoc:
 
 
 @dataclass
-class Explanation:
-    """Why a pair was proposed, in terms a technology manager can check."""
-
-    shared_terms: list[str]
-    lexical_rank: int | None
-    semantic_similarity: float | None
-    semantic_rank: int | None
-    fields_shared: list[str]
-    ipc_shared: list[str]
-    trl: str
-    modes_shared: list[str]
-    budget: str
-    local: bool
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Proposal:
     demand: RecordKey
     achievement: RecordKey
     score: float
-    explanation: Explanation
+    explanation: MatchExplanation
 
 
 class Encoder(ABC):
@@ -297,7 +281,7 @@ def _shared_terms(query: list[str], other: list[str], limit: int = 8) -> list[st
     return [term for term in dict.fromkeys(query) if term in other_set][:limit]
 
 
-def _structure(demand: MatchDoc, achievement: MatchDoc) -> tuple[float, Explanation]:
+def _structure(demand: MatchDoc, achievement: MatchDoc) -> tuple[float, MatchExplanation]:
     """A 0–1 compatibility score and its explanation."""
     fields_shared = sorted(demand.fields & achievement.fields)
     ipc_shared = sorted({a for a in achievement.ipc for d in demand.ipc if a[:4] == d[:4]})
@@ -322,7 +306,7 @@ def _structure(demand: MatchDoc, achievement: MatchDoc) -> tuple[float, Explanat
     else:
         budget = "no price or budget to compare"
     structure = sum(parts) / len(parts) if parts else 0.5
-    explanation = Explanation(
+    explanation = MatchExplanation(
         shared_terms=[],
         lexical_rank=None,
         semantic_similarity=None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -86,7 +85,7 @@ def upsert_proposal(session: Session, proposal: Proposal) -> Match | None:
     achievement = RecordRef(centre=proposal.achievement.centre, id=proposal.achievement.id)
     identifier = match_id(demand, achievement)
     now = datetime.now(UTC)
-    explanation = asdict(proposal.explanation)
+    explanation = proposal.explanation.model_dump(mode="json")
     row = session.get(Match, identifier)
     if row is None:
         row = Match(

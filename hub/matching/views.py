@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query, status
 from ctta.hub.deps import AppStateDep, SessionDep
 from ctta.hub.matching import service
 from ctta.hub.matching.models import MatchView, PreviewRequest, ProposalView
-from ctta.protocol.matches import MatchExplanation
 from ctta.protocol.taxonomy import CENTRE_ID_PATTERN
 
 router = APIRouter(prefix="/matches", tags=["matches"])
@@ -62,7 +61,7 @@ def preview(body: PreviewRequest, state: AppStateDep) -> list[ProposalView]:
             achievement={"centre": p.achievement.centre, "id": p.achievement.id},
             score=p.score,
             above_threshold=p.score >= matcher.threshold,
-            explanation=MatchExplanation.model_validate(p.explanation, from_attributes=True),
+            explanation=p.explanation,
             title=matcher.titles(p.achievement if body.kind == "demand" else p.demand),
         )
         for p in proposals

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from ctta.node.matches import service
 from ctta.protocol import backbone
+from ctta.protocol.envelope import first_error
 from ctta.protocol.matches import MatchProposal
 from ctta.protocol.subjects import centre_routes
 from ctta.server import deadletters
@@ -60,7 +61,7 @@ def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
                 try:
                     proposal = MatchProposal.model_validate_json(msg.data)
                 except ValidationError as exc:
-                    reason = f"not a match proposal: {exc.errors()[0]['msg']}"
+                    reason = f"not a match proposal: {first_error(exc)}"
             if proposal is not None and centre not in (
                 proposal.demand.centre,
                 proposal.achievement.centre,
