@@ -24,6 +24,8 @@ from ctta.hub.matching.encoder import UseEncoder
 from ctta.hub.matching.views import router as matches_router
 from ctta.hub.matching.worker import Change, Matcher
 from ctta.hub.settings import HubSettings
+from ctta.hub.webhooks.delivery import Deliverer
+from ctta.hub.webhooks.views import router as webhooks_router
 from ctta.protocol import backbone
 from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
@@ -101,6 +103,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(index_router, prefix=API_PREFIX)
     app.include_router(centres_router, prefix=API_PREFIX)
     app.include_router(matches_router, prefix=API_PREFIX)
+    app.include_router(webhooks_router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["health"], summary="Database, NATS and ingest state")
     def healthz() -> dict[str, object]:
@@ -137,6 +140,8 @@ async def _federate(
             tasks.create_task(indexer.run(nc.jetstream()))
             tasks.create_task(heartbeats.listen(nc, app.state.engine, app.state.registry))
             tasks.create_task(relay.run(nc.jetstream()))
+            deliverer = Deliverer(app.state.engine, max_attempts=settings.webhook_max_attempts)
+            tasks.create_task(deliverer.run())
             if matcher is not None:
                 tasks.create_task(matcher.run(backlog))
     finally:

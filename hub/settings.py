@@ -31,6 +31,10 @@ class HubSettings(BaseSettings):
         default=0.45, ge=0, le=1, description="Route proposals at or above this"
     )
     matches_per_record: int = Field(default=5, ge=1, le=50)
+    webhook_allow_http: bool = Field(
+        default=False, description="Accept http:// webhook URLs (tests and local development only)"
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30, description="Then a delivery is dead")
     matching: bool = Field(
         default=True, description="Run the matcher (needs the multilingual encoder)"
     )

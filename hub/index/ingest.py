@@ -27,6 +27,7 @@ from ctta.hub.index import service
 from ctta.hub.matching import service as matching
 from ctta.hub.matching.engine import RecordKey
 from ctta.hub.matching.worker import Change
+from ctta.hub.webhooks import service as webhooks
 from ctta.protocol import backbone
 from ctta.protocol.envelope import (
     EnvelopeError,
@@ -150,12 +151,15 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
     with session_scope(engine, write=True) as session:
         writer = service.IndexWriter(session)
         writer.prefetch([key for item in parsed if (key := _index_key(item)) is not None])
+        hooks = webhooks.active_webhooks(session)
         for msg, item in zip(messages, parsed, strict=True):
             outcome = (
                 _reject(str(item))
                 if isinstance(item, EnvelopeError)
                 else apply_event(writer, registry, item)
             )
+            if outcome.applied and hooks and isinstance(item, ReceivedEvent):
+                webhooks.enqueue(session, hooks, item)
             if outcome.dead_letter is not None:
                 deadletters.record(
                     session,

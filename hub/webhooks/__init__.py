@@ -1,0 +1,1 @@
+"""Webhooks: backbone events delivered to integrators' HTTPS endpoints, signed, retried."""
