@@ -188,7 +188,9 @@ async def evaluate(
     async def preview(text: str) -> tuple[list[int], float]:
         t0 = time.perf_counter()
         response = await federation.hub.post(
-            "/api/v1/matches/preview", json={"kind": "demand", "demand": demand(text), "limit": 100}
+            "/api/v1/matches/preview",
+            json={"kind": "demand", "demand": demand(text), "limit": 100},
+            headers=federation.auth,
         )
         response.raise_for_status()
         elapsed = (time.perf_counter() - t0) * 1000

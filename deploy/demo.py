@@ -189,5 +189,6 @@ async def run_demo(options: DemoOptions) -> None:
     finally:
         for server in servers:
             server.should_exit = True
+        print("stopping the demo's nats-server ...", flush=True)
         nats_server.stop()
-        print("CTTA demo stopped.")
+        print("CTTA demo stopped.", flush=True)

@@ -31,6 +31,7 @@ from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
 from ctta.server.openapi import operation_id
 from ctta.server.outbox.relay import OutboxRelay
+from ctta.server.tasks import supervise
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         app.state.matcher = matcher
         app.state.relay_state = relay.state
         app.state.nats_state = "connecting"
+        app.state.task_failures = {}
         federate = asyncio.create_task(
             _federate(app, settings, indexer, relay, matcher, backlog), name="hub-federate"
         )
@@ -89,6 +91,8 @@ def create_app(settings: HubSettings) -> FastAPI:
             federate.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await federate
+            if matcher is not None:
+                matcher.close()
             engine.dispose()
 
     app = FastAPI(
@@ -117,6 +121,7 @@ def create_app(settings: HubSettings) -> FastAPI:
             "indexed": ingest.indexed,
             "dead_letters": ingest.dead_letters,
             "last_error": ingest.last_error,
+            "task_restarts": app.state.task_failures,
         }
 
     return app
@@ -136,14 +141,18 @@ async def _federate(
     nc = await backbone.connect(settings.nats_url, "hub", on_state_change=on_state)
     app.state.nats_state = "connected"
     try:
+        js, failures = nc.jetstream(), app.state.task_failures
+        engine, registry = app.state.engine, app.state.registry
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(indexer.run(nc.jetstream()))
-            tasks.create_task(heartbeats.listen(nc, app.state.engine, app.state.registry))
-            tasks.create_task(relay.run(nc.jetstream()))
+            tasks.create_task(supervise("indexer", lambda: indexer.run(js), failures))
+            tasks.create_task(
+                supervise("heartbeats", lambda: heartbeats.listen(nc, engine, registry), failures)
+            )
+            tasks.create_task(supervise("route relay", lambda: relay.run(js), failures))
             deliverer = Deliverer(app.state.engine, max_attempts=settings.webhook_max_attempts)
-            tasks.create_task(deliverer.run())
+            tasks.create_task(supervise("webhooks", deliverer.run, failures))
             if matcher is not None:
-                tasks.create_task(matcher.run(backlog))
+                tasks.create_task(supervise("matcher", lambda: matcher.run(backlog), failures))
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2)

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from starlette.datastructures import State
 
-from ctta.server.auth import token_matches
+from ctta.server.auth import require_token, token_matches
 
 bearer = HTTPBearer(auto_error=False, description="Alliance reader token")
 
@@ -37,3 +37,13 @@ async def is_reader(
 SessionDep = Annotated[Session, Depends(get_session)]
 AppStateDep = Annotated[State, Depends(get_state)]
 IsReader = Annotated[bool, Depends(is_reader)]
+
+
+async def require_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    require_token(credentials, request.app.state.settings.reader_token_values())
+
+
+ReaderOnly = Depends(require_reader)

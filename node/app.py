@@ -33,6 +33,7 @@ from ctta.server.db import create_db_engine, migrate, session_scope
 from ctta.server.openapi import operation_id
 from ctta.server.outbox import service as outbox
 from ctta.server.outbox.relay import OutboxRelay
+from ctta.server.tasks import supervise
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
         app.state.engine = engine
         app.state.relay_state = relay.state
         app.state.nats_state = "connecting"
+        app.state.task_failures = {}
         app.state.publisher = Publisher(
             centre=settings.centre,
             signing_key=settings.signing_key(),
@@ -111,10 +113,17 @@ async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) ->
     )
     app.state.nats_state = "connected" if nc.is_connected else "connecting"
     try:
+        js, failures = nc.jetstream(), app.state.task_failures
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(relay.run(nc.jetstream()))
-            tasks.create_task(_heartbeat(app, settings, nc))
-            tasks.create_task(inbox.run(nc.jetstream(), app.state.engine, settings.centre))
+            tasks.create_task(supervise("outbox relay", lambda: relay.run(js), failures))
+            tasks.create_task(
+                supervise("heartbeat", lambda: _heartbeat(app, settings, nc), failures)
+            )
+            tasks.create_task(
+                supervise(
+                    "inbox", lambda: inbox.run(js, app.state.engine, settings.centre), failures
+                )
+            )
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2)

@@ -71,7 +71,8 @@ def record(
             centre=(headers.get("ce-centre") or "")[:64] or None,
             reason=reason,
             headers=headers,
-            body=body[:MAX_BODY].decode("utf-8", errors="replace"),
+            # PostgreSQL text cannot hold NUL; a hostile body must still be recordable.
+            body=body[:MAX_BODY].decode("utf-8", errors="replace").replace("\x00", "\\0"),
         )
     )
 

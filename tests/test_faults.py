@@ -12,6 +12,7 @@ from sqlmodel import Session
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import rebuild
+from ctta.protocol.envelope import build_event
 from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
 
 CENTRES = ("eastern", "southern", "ocean")
@@ -33,11 +34,14 @@ def _index_entries(federation: Federation) -> set[tuple[str, str, str, int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_nats_killed_during_1000_writes_loses_and_duplicates_nothing(
     nats_server: NatsServer, node_settings, hub_settings
 ) -> None:
     nodes = [node_settings(c, nats_server.url) for c in CENTRES]
-    async with Federation.start(nats_server, nodes, hub_settings(nats_server.url)) as federation:
+    # The backbone is under test here, not matching: the hub runs without its matcher.
+    hub = hub_settings(nats_server.url).model_copy(update={"matching": False})
+    async with Federation.start(nats_server, nodes, hub) as federation:
         total = 1000
         counter = itertools.count()
         accepted: list[str] = []
@@ -120,7 +124,7 @@ async def test_hub_rebuild_from_the_stream_equals_the_live_index(federation: Fed
 
 @pytest.mark.postgres
 async def test_federation_on_postgresql(
-    nats_server: NatsServer, node_settings, hub_settings, postgres_database
+    nats_server: NatsServer, node_settings, hub_settings, postgres_database, federation_keys
 ) -> None:
     """The same flow with the node and the hub on PostgreSQL (tsvector search)."""
     node_settings_pg = node_settings("eastern", nats_server.url, postgres_database())
@@ -151,3 +155,29 @@ async def test_federation_on_postgresql(
             return not await found("电池")
 
         await eventually(gone)
+
+        # Poison for PostgreSQL (a NUL byte, an over-long word): the first is dead-lettered,
+        # the second indexed without the word, and nothing behind them waits.
+        key = federation_keys["eastern"]
+        wire = build_event(
+            nats_subject=f"ctta.v1.evt.eastern.achievement.{created['id']}",
+            centre="eastern",
+            event_type="org.ctta.achievement.upserted.v1",
+            ce_subject=f"achievement/{created['id']}",
+            version=9,
+            data={"x": 1},
+            dataschema="http://hub/s.json",
+            signing_key=key,
+        )
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().publish(wire.subject, b"\x00not json", headers=wire.headers)
+        await nc.close()
+        long_word = achievement_body(title_en="Sequence", description={"en": "ACGT" * 700})
+        later = (await node.post("/api/v1/achievements", json=long_word, headers=STAFF)).json()
+
+        async def later_found() -> bool:
+            return later["id"] in await federation.search_ids(q="sequence")
+
+        await eventually(later_found)
+        letters = (await federation.hub.get("/api/v1/dead-letters", headers=STAFF)).json()
+        assert any("not JSON" in letter["reason"] for letter in letters)

@@ -174,6 +174,7 @@ async def test_forged_and_malformed_events_are_dead_lettered(
         federation_keys["eastern"], version=1, data={**published, "title": {"en": "Forged title"}}
     )
     bad_schema = event(federation_keys["eastern"], data={**forged_data, "trl": 42})
+    private = event(federation_keys["eastern"], data={**forged_data, "visibility": "private"})
     cases = [
         (
             southern_signs_as_southern.headers,
@@ -193,6 +194,7 @@ async def test_forged_and_malformed_events_are_dead_lettered(
         ),
         (stale.headers, stale.body, "stale version 1"),
         (bad_schema.headers, bad_schema.body, "schema: trl"),
+        (private.headers, private.body, "private record must never be published"),
         (event(federation_keys["eastern"]).headers, b"{not json", "not JSON"),
         ({"content-type": "application/json"}, b"{}", "no ce-* headers"),
     ]
@@ -214,7 +216,9 @@ async def test_forged_and_malformed_events_are_dead_lettered(
     hit = (await federation.search(q="电池"))["hits"][0]
     assert hit["version"] == 1 and hit["title"]["zh"] == "锂电池回收再利用技术"
     assert (await federation.search(q="forged"))["total"] == 0
-    listed = (await federation.hub.get("/api/v1/dead-letters", params={"limit": 3})).json()
+    listed = (
+        await federation.hub.get("/api/v1/dead-letters", params={"limit": 3}, headers=STAFF)
+    ).json()
     assert len(listed) == 3 and listed[0]["reason"] == reasons[-1]
 
     later = (

@@ -201,7 +201,7 @@ async def test_proposals_are_routed_answered_and_retracted(
     assert match["achievement"] == {"centre": "eastern", "id": offer["id"]}
     assert match["explanation"]["fields_shared"] == ["new-energy-vehicles"]
     assert match["titles"]["achievement"]["en"].startswith("Liquid-cooled")
-    hub_matches = (await federation.hub.get("/api/v1/matches")).json()
+    hub_matches = (await federation.hub.get("/api/v1/matches", headers=STAFF)).json()
     assert [m["id"] for m in hub_matches] == [match["id"]]
 
     url = f"/api/v1/matches/{match['id']}/response"
@@ -217,7 +217,7 @@ async def test_proposals_are_routed_answered_and_retracted(
     assert declined.status_code == 200 and declined.json()["reason"] == "price"
 
     async def hub_state() -> dict | None:
-        [row] = (await federation.hub.get("/api/v1/matches")).json()
+        [row] = (await federation.hub.get("/api/v1/matches", headers=STAFF)).json()
         return (
             row
             if (row["achievement_stage"], row["demand_stage"]) == ("contacted", "declined")
@@ -249,7 +249,7 @@ async def test_proposals_are_routed_answered_and_retracted(
     await nc.close()
 
     async def refused() -> bool:
-        letters = (await federation.hub.get("/api/v1/dead-letters")).json()
+        letters = (await federation.hub.get("/api/v1/dead-letters", headers=STAFF)).json()
         return any("not a party" in letter["reason"] for letter in letters)
 
     await eventually(refused)
@@ -290,7 +290,9 @@ async def test_preview_ranks_without_publishing(federation: Federation) -> None:
 
     async def ranked() -> list[dict] | None:
         response = await federation.hub.post(
-            "/api/v1/matches/preview", json={"kind": "demand", "centre": "ocean", "demand": demand}
+            "/api/v1/matches/preview",
+            json={"kind": "demand", "centre": "ocean", "demand": demand},
+            headers=STAFF,
         )
         assert response.status_code == 200, response.text
         hits = response.json()
@@ -299,11 +301,13 @@ async def test_preview_ranks_without_publishing(federation: Federation) -> None:
     hits = await eventually(ranked, timeout=20)
     assert hits[0]["title"]["zh"] == "锂电池回收再利用技术"
     assert hits[0]["score"] > hits[1]["score"] and "explanation" in hits[0]
-    assert (await federation.hub.get("/api/v1/matches")).json() == [] or all(
-        m["demand"]["centre"] != "ocean"
-        for m in (await federation.hub.get("/api/v1/matches")).json()
+    assert (await federation.hub.get("/api/v1/matches", headers=STAFF)).json() == [], (
+        "preview proposes nothing"
     )
-    bad = await federation.hub.post("/api/v1/matches/preview", json={"kind": "demand"})
+    bad = await federation.hub.post(
+        "/api/v1/matches/preview", json={"kind": "demand"}, headers=STAFF
+    )
+    assert (await federation.hub.post("/api/v1/matches/preview", json={})).status_code == 401
     assert bad.status_code == 422
 
 
@@ -318,7 +322,7 @@ async def test_replay_does_not_duplicate_proposals(federation: Federation) -> No
     await federation.nodes["southern"].post("/api/v1/demands", headers=STAFF, json=demand_body())
     await eventually(lambda: _inbox(federation, "southern"), timeout=20)
     matcher = federation.hub_app.state.matcher
-    before = (await federation.hub.get("/api/v1/matches")).json()
+    before = (await federation.hub.get("/api/v1/matches", headers=STAFF)).json()
     # Feed every indexed record to the matcher again, as a replay of the stream would.
     with Session(federation.hub_app.state.engine) as session:
         records = live_records(session)
@@ -333,7 +337,7 @@ async def test_replay_does_not_duplicate_proposals(federation: Federation) -> No
     nc = await nats.connect(federation.nats.url)
     info = await nc.jetstream().stream_info("CTTA_ROUTES")
     await nc.close()
-    after = (await federation.hub.get("/api/v1/matches")).json()
+    after = (await federation.hub.get("/api/v1/matches", headers=STAFF)).json()
     assert [(m["id"], m["revision"]) for m in after] == [(m["id"], m["revision"]) for m in before]
     assert info.state.messages == 2, "one route per centre, never repeated"
     assert len(await _inbox(federation, "southern")) == 1

@@ -40,7 +40,7 @@ from ctta.protocol.matches import RESPONSE_TYPE, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.subjects import ALL_EVENTS, RESPONSE_KIND, SubjectError, parse_event_subject
-from ctta.protocol.taxonomy import RecordKind
+from ctta.protocol.taxonomy import RecordKind, Visibility
 from ctta.server import deadletters
 from ctta.server.db import session_scope
 
@@ -54,6 +54,7 @@ class Outcome:
     applied: bool
     dead_letter: str | None = None
     change: Change | None = None
+    event: ReceivedEvent | None = None  # set when applied: its parsed centre and time
 
 
 @dataclass
@@ -98,6 +99,8 @@ def apply_event(
         record = model.model_validate(event.data)
     except ValidationError as exc:
         return _reject(f"data does not match the {kind.value} schema: {first_error(exc)}")
+    if not isinstance(record, Tombstone) and record.visibility == Visibility.PRIVATE:
+        return _reject("a private record must never be published")
     if (record.id, record.centre, RecordKind(record.kind), record.version) != (
         subject.id,
         envelope.centre,
@@ -115,9 +118,10 @@ def apply_event(
     key = RecordKey(envelope.centre, kind.value, record.id)
     if isinstance(record, Tombstone):
         writer.tombstone(event, envelope.centre, kind.value, record.id, record.version)
-        return Outcome(applied=True, change=Change(key, record.version, None))
-    writer.upsert(event, record)
-    return Outcome(applied=True, change=Change(key, record.version, event.data))
+        return Outcome(applied=True, change=Change(key, record.version, None), event=event)
+    data = record.model_dump(mode="json")  # normalised: what matching and search may rely on
+    writer.upsert(event, record, data)
+    return Outcome(applied=True, change=Change(key, record.version, data), event=event)
 
 
 def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
@@ -136,7 +140,7 @@ def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
     problem = matching.apply_response(session, response)
     if problem == matching.DUPLICATE:
         return Outcome(applied=False)
-    return _reject(problem) if problem else Outcome(applied=True)
+    return _reject(problem) if problem else Outcome(applied=True, event=event)
 
 
 def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg]) -> list[Outcome]:
@@ -172,6 +176,41 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
             outcomes.append(outcome)
         writer.finish()
     return outcomes
+
+
+def isolate(
+    engine: Engine, registry: FederationRegistry, messages: list[Msg]
+) -> list[Outcome] | None:
+    """After a failed batch, apply each message alone so one poison message cannot block the rest.
+
+    A message that still fails on its own is dead-lettered with the error. If nothing at
+    all can be written (not even a dead letter), the database is the problem: None.
+    """
+    outcomes: list[Outcome] = []
+    written = False
+    for msg in messages:
+        try:
+            outcomes += apply_batch(engine, registry, [msg])
+            written = True
+            continue
+        except Exception as exc:
+            reason = f"could not be applied: {type(exc).__name__}: {exc}"[:1000]
+        try:
+            with session_scope(engine, write=True) as session:
+                deadletters.record(
+                    session,
+                    subject=msg.subject,
+                    headers=msg.headers,
+                    body=msg.data,
+                    reason=reason,
+                    stream_seq=msg.metadata.sequence.stream if msg.reply else None,
+                )
+        except Exception:
+            log.exception("cannot even dead-letter %s", msg.subject)
+            continue
+        written = True
+        outcomes.append(_reject(reason))
+    return outcomes if written and len(outcomes) == len(messages) else None
 
 
 def _index_key(item: ReceivedEvent | EnvelopeError) -> tuple[str, str, str] | None:
@@ -237,14 +276,14 @@ class Indexer:
     async def _handle(self, messages: list[Msg]) -> None:
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.engine, self.registry, messages)
-        except Exception as exc:  # the database, not the events: let them come back later
+        except Exception as exc:
             self.state.last_error = f"apply: {exc!r}"
-            log.exception(
-                "indexer could not apply a batch of %d; it will be redelivered", len(messages)
-            )
-            for msg in messages:
-                await msg.nak(delay=2)
-            return
+            log.warning("indexer could not apply a batch of %d (%r); isolating", len(messages), exc)
+            outcomes = await asyncio.to_thread(isolate, self.engine, self.registry, messages)
+            if outcomes is None:  # the database itself: let the events come back later
+                for msg in messages:
+                    await msg.nak(delay=2)
+                return
         self.on_changes([outcome.change for outcome in outcomes if outcome.change is not None])
         now = datetime.now(UTC)
         for msg, outcome in zip(messages, outcomes, strict=True):
@@ -258,13 +297,10 @@ class Indexer:
                 self.state.duplicates += 1
                 continue
             self.state.indexed += 1
-            centre = msg.headers.get("ce-centre", "") if msg.headers else ""
-            self.state.last_event_at[centre] = now
-            event_time = msg.headers.get("ce-time") if msg.headers else None
-            if event_time:
-                self.state.lag_seconds[centre] = (
-                    now - datetime.fromisoformat(event_time)
-                ).total_seconds()
+            if outcome.event is not None:
+                centre = outcome.event.envelope.centre
+                self.state.last_event_at[centre] = now
+                self.state.lag_seconds[centre] = (now - outcome.event.envelope.time).total_seconds()
         self.state.last_batch_at = now
         self.state.last_error = None
 

@@ -91,8 +91,12 @@ class IndexWriter:
             self.prefetch([key])
         return self._known[key]
 
-    def upsert(self, event: ReceivedEvent, record: RecordMeta) -> None:
-        """Store the new state of a record the caller has checked to be newer."""
+    def upsert(self, event: ReceivedEvent, record: RecordMeta, data: dict[str, Any]) -> None:
+        """Store the new state of a record the caller has checked to be newer.
+
+        `data` is the record as validated and normalised, not the raw event body: lax input
+        such as a TRL sent as "5" must not reach search or matching as a string.
+        """
         trl_field = "trl" if record.kind == RecordKind.ACHIEVEMENT else "min_trl"
         values = {
             "withdrawn": False,
@@ -100,7 +104,7 @@ class IndexWriter:
             "visibility": record.visibility.value,
             "trl": getattr(record, trl_field, None),
             "fields_text": " " + " ".join(f.value for f in record.fields) + " ",
-            "data": event.data,  # as signed; it validated against `record`'s model
+            "data": data,
         }
         self._change(
             event,

@@ -14,12 +14,16 @@ _RUNS = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
 _IS_CJK = re.compile(rf"[{_CJK}]")
 
 
+MAX_TERM = 64  # longer "words" are codes or junk, and PostgreSQL refuses lexemes over 2 KB
+
+
 def terms(text: str) -> list[str]:
     """Index terms of a text, in order, with repeats."""
     result: list[str] = []
     for run in _RUNS.findall(text.lower()):
         if not _IS_CJK.match(run) or len(run) == 1:
-            result.append(run)
+            if len(run) <= MAX_TERM:
+                result.append(run)
         else:
             result.extend(run[i : i + 2] for i in range(len(run) - 1))
     return result

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ctta.hub.deps import IsReader, SessionDep
+from ctta.hub.deps import IsReader, ReaderOnly, SessionDep
 from ctta.hub.index import service
 from ctta.hub.index.models import SearchPage
 from ctta.protocol.schemas import event_schema, schema_names
@@ -64,6 +64,7 @@ def get_record(
 
 @router.get(
     "/dead-letters",
+    dependencies=[ReaderOnly],
     response_model=list[deadletters.DeadLetterRead],
     summary="Events the hub refused, newest first",
 )

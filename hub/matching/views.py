@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ctta.hub.deps import AppStateDep, SessionDep
+from ctta.hub.deps import AppStateDep, ReaderOnly, SessionDep
 from ctta.hub.matching import service
 from ctta.hub.matching.models import MatchView, PreviewRequest, ProposalView
 from ctta.protocol.taxonomy import CENTRE_ID_PATTERN
 
-router = APIRouter(prefix="/matches", tags=["matches"])
+# Matches show negotiation stages and alliance-only titles: alliance members only.
+router = APIRouter(prefix="/matches", tags=["matches"], dependencies=[ReaderOnly])
 
 PREVIEW_ID = "0" * 26
 

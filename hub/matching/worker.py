@@ -119,6 +119,10 @@ class Matcher:
         that the indexer and the relay use for their database work."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
+    def close(self) -> None:
+        """Drop queued work so a stopping hub does not wait for it."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     def preview(self, doc: MatchDoc, limit: int) -> list[Proposal]:
         vector = self.encoder.encode([doc.embed_text])[0]
         with self._lock:

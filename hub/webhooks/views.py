@@ -6,12 +6,11 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlmodel import col, select
 from ulid import ULID
 
-from ctta.hub.deps import SessionDep, bearer
+from ctta.hub.deps import ReaderOnly, SessionDep
 from ctta.hub.webhooks import service
 from ctta.hub.webhooks.models import (
     Delivery,
@@ -22,19 +21,9 @@ from ctta.hub.webhooks.models import (
     WebhookRead,
     as_read,
 )
-from ctta.server.auth import require_token
 from ctta.server.db import write_gate
 
-
-async def require_integrator(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> None:
-    require_token(credentials, request.app.state.settings.reader_token_values())
-
-
-router = APIRouter(
-    prefix="/webhooks", tags=["webhooks"], dependencies=[Depends(require_integrator)]
-)
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[ReaderOnly])
 
 
 def _load(session: SessionDep, webhook_id: str) -> Webhook:

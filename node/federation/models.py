@@ -31,3 +31,6 @@ class FederationStatus(BaseModel):
     published_since_start: int
     last_published_at: datetime | None
     last_publish_error: str | None
+    task_restarts: dict[str, int] = Field(
+        default_factory=dict, description="Background loops restarted after an error, by name"
+    )

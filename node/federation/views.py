@@ -38,6 +38,7 @@ def get_status(request: Request, session: SessionDep, settings: SettingsDep) -> 
         published_since_start=relay_state.published,
         last_published_at=relay_state.last_published_at,
         last_publish_error=relay_state.last_error,
+        task_restarts=request.app.state.task_failures,
     )
 
 
