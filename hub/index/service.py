@@ -20,10 +20,11 @@ from ctta.hub.index.models import IndexedRecord, SearchHit, SearchPage
 from ctta.protocol.envelope import ReceivedEvent
 from ctta.protocol.records import RecordMeta
 from ctta.protocol.taxonomy import RecordKind, Visibility
+from ctta.server.db import is_sqlite
 
 
 def _is_sqlite(session: Session) -> bool:
-    return session.get_bind().dialect.name == "sqlite"
+    return is_sqlite(session.get_bind())
 
 
 def find(session: Session, centre: str, kind: str, record_id: str) -> IndexedRecord | None:

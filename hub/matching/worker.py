@@ -27,7 +27,7 @@ from ctta.hub.matching import service
 from ctta.hub.matching.engine import Encoder, HybridEngine, MatchDoc, Proposal, RecordKey
 from ctta.hub.matching.models import Match
 from ctta.protocol.envelope import MSG_ID_HEADER, WireEvent, format_time
-from ctta.protocol.matches import MatchExplanation, MatchProposal
+from ctta.protocol.matches import HUB_SOURCE, MatchExplanation, MatchProposal
 from ctta.protocol.records import RecordRef
 from ctta.protocol.subjects import route_subject
 from ctta.server.db import session_scope
@@ -35,7 +35,6 @@ from ctta.server.outbox import service as outbox
 
 log = logging.getLogger(__name__)
 
-HUB_SOURCE = "urn:ctta:hub"
 EMBED_BATCH = 64
 
 
@@ -157,19 +156,25 @@ class Matcher:
             for key in removed:
                 self.engine.remove(key)
         scored = self._embed(changes, match=True)
+        with self._lock:  # score before taking the write gate: ingest must not wait on it
+            ranked = [
+                (
+                    doc,
+                    [
+                        p
+                        for p in self.engine.match(doc, vector, self.per_record)
+                        if p.score >= self.threshold
+                    ],
+                )
+                for doc, vector in scored
+            ]
         routes: list[Match] = []
         with session_scope(self.db, write=True) as session:
             for key in removed:
                 routes += [
                     service.retract(session, row) for row in service.open_matches_of(session, key)
                 ]
-            for doc, vector in scored:
-                with self._lock:
-                    proposals = [
-                        p
-                        for p in self.engine.match(doc, vector, self.per_record)
-                        if p.score >= self.threshold
-                    ]
+            for doc, proposals in ranked:
                 kept = set()
                 for proposal in proposals:
                     row = service.upsert_proposal(session, proposal)

@@ -20,14 +20,12 @@ from sqlalchemy import Engine
 from ctta.node.matches import service
 from ctta.protocol import backbone
 from ctta.protocol.envelope import first_error
-from ctta.protocol.matches import MatchProposal
+from ctta.protocol.matches import HUB_SOURCE, MatchProposal
 from ctta.protocol.subjects import centre_routes
 from ctta.server import deadletters
 from ctta.server.db import session_scope
 
 log = logging.getLogger(__name__)
-
-HUB_SOURCE = "urn:ctta:hub"
 
 
 def inbox_consumer_config(centre: str) -> ConsumerConfig:
