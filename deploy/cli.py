@@ -153,6 +153,7 @@ def _event_options(parser: argparse.ArgumentParser, default_start: str) -> None:
         help="federation registry file or http(s) URL (default: CTTA_REGISTRY_FILE)",
     )
     parser.add_argument("--durable", help="consumer name, to resume where the last run stopped")
+    parser.add_argument("--credentials", help="NATS .creds file issued to this integrator")
 
 
 def _demo(args: argparse.Namespace) -> None:

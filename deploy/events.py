@@ -35,6 +35,7 @@ async def open_subscription(args: argparse.Namespace) -> Subscription:
         kinds=args.kind,
         centres=args.centre,
         start=start_of(args),
+        credentials_file=args.credentials,
     )
 
 

@@ -92,6 +92,7 @@ async def connect(
     *,
     on_state_change: Callable[[str], Awaitable[None] | None] | None = None,
     connect_timeout: float = 2.0,
+    credentials_file: str | None = None,
 ) -> NatsClient:
     """Connect, retrying until the server answers, then keep reconnecting forever.
 
@@ -135,6 +136,7 @@ async def connect(
                 disconnected_cb=disconnected_cb,
                 reconnected_cb=reconnected_cb,
                 closed_cb=closed_cb,
+                user_credentials=credentials_file,
             )
         except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
             _raise_if_cancelled()

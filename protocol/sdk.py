@@ -249,10 +249,16 @@ class Subscription:
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        credentials_file: str | None = None,
     ) -> Subscription:
-        """Connect and bind the durable consumer, creating it with `start` if it is new."""
+        """Connect and bind the durable consumer, creating it with `start` if it is new.
+
+        Credentials: user and password, a token, or a NATS `.creds` file (JWT + NKey seed)
+        as issued to integrators in the production topology.
+        """
         url = with_credentials(nats_url, user=user, password=password, token=token)
-        nc = await backbone.connect(url, f"ctta-integrator-{durable or 'ephemeral'}")
+        name = f"ctta-integrator-{durable or 'ephemeral'}"
+        nc = await backbone.connect(url, name, credentials_file=credentials_file)
         try:
             config = consumer_config(
                 durable,
