@@ -51,3 +51,22 @@ async def test_published_events_round_trip_through_the_sdk(federation: Federatio
 
 async def _indexed(federation: Federation, record_id: str) -> bool:
     return record_id in await federation.search_ids()
+
+
+async def test_every_event_names_a_schema_the_hub_serves(federation: Federation) -> None:
+    """`ce-dataschema` is a hub URL; the schema there describes the event's data."""
+    created = (
+        await federation.nodes["eastern"].post(
+            "/api/v1/achievements", json=achievement_body(), headers=STAFF
+        )
+    ).json()
+    await eventually(lambda: _indexed(federation, created["id"]))
+    nc = await nats.connect(federation.nats.url)
+    subject = f"ctta.v1.evt.eastern.achievement.{created['id']}"
+    message = await nc.jetstream().get_last_msg("CTTA_EVENTS", subject)
+    await nc.close()
+    path = message.headers["ce-dataschema"].split("://", 1)[1].split("/", 1)[1]
+    schema = (await federation.hub.get(f"/{path}")).json()
+    data = json.loads(message.data)
+    assert set(schema["required"]) <= set(data) and set(data) <= set(schema["properties"])
+    assert (await federation.hub.get("/api/v1/schemas/nonsense.json")).status_code == 404

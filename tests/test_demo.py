@@ -85,6 +85,7 @@ def _wait_for_total(hub: str, expected: int) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # two full starts of twelve services; CI runs it beside load tests
 def test_demo_starts_serves_stops_and_restarts_with_its_data(tmp_path: Path) -> None:
     hub_port = free_port()
     while any(p == 4222 for p in range(hub_port, hub_port + 12)):
