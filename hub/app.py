@@ -69,7 +69,7 @@ def create_app(settings: HubSettings) -> FastAPI:
             registry,
             settings.consumer,
             settings.ingest_batch,
-            on_changes=matcher.notify if matcher else lambda changes: None,
+            on_changes=lambda changes: _after_batch(changes, matcher, relay),
         )
         app.state.engine = engine
         app.state.ingest = indexer.state
@@ -125,6 +125,13 @@ def create_app(settings: HubSettings) -> FastAPI:
         }
 
     return app
+
+
+def _after_batch(changes: list[Change], matcher: Matcher | None, relay: OutboxRelay) -> None:
+    """Hand the batch's changes to the matcher and publish any alerts it queued at once."""
+    if matcher is not None:
+        matcher.notify(changes)
+    relay.wake()
 
 
 async def _federate(

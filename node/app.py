@@ -18,12 +18,13 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
 
+from ctta.node import inbox
 from ctta.node.federation import service as federation
 from ctta.node.federation.views import router as federation_router
-from ctta.node.matches import inbox
 from ctta.node.matches.views import router as matches_router
 from ctta.node.publisher import Publisher
 from ctta.node.records.views import records_router
+from ctta.node.searches.views import router as searches_router
 from ctta.node.settings import NodeSettings
 from ctta.protocol import backbone
 from ctta.protocol.heartbeat import Heartbeat
@@ -86,6 +87,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
     for kind in RecordKind:
         app.include_router(records_router(kind), prefix=API_PREFIX)
     app.include_router(matches_router, prefix=API_PREFIX)
+    app.include_router(searches_router, prefix=API_PREFIX)
     app.include_router(federation_router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["health"], summary="Database and NATS state")

@@ -30,6 +30,7 @@ HEADER_PREFIX = "ce-"
 MSG_ID_HEADER = "Nats-Msg-Id"
 SIGNATURE_ATTRIBUTE = "signature"
 MAX_EVENT_BYTES = 256 * 1024
+HUB_SOURCE = "urn:ctta:hub"  # `ce-source` of every route message
 
 
 class EnvelopeError(ValueError):
@@ -165,6 +166,29 @@ def build_event(
     }
     headers[MSG_ID_HEADER] = envelope.id
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return WireEvent(subject=nats_subject, headers=headers, body=body)
+
+
+def hub_message(
+    *, nats_subject: str, event_type: str, ce_subject: str, sequence: int, msg_id: str, body: bytes
+) -> WireEvent:
+    """A hub → centre route message (match proposal or search alert).
+
+    Not signed: only the hub's credential may publish on `ctta.v1.route.>` (see
+    docs/architecture.md). `msg_id` is deterministic so the stream stores a repeat once.
+    """
+    headers = {
+        f"{HEADER_PREFIX}specversion": SPEC_VERSION,
+        f"{HEADER_PREFIX}id": str(ULID()),
+        f"{HEADER_PREFIX}source": HUB_SOURCE,
+        f"{HEADER_PREFIX}type": event_type,
+        f"{HEADER_PREFIX}subject": ce_subject,
+        f"{HEADER_PREFIX}time": format_time(datetime.now(UTC)),
+        f"{HEADER_PREFIX}datacontenttype": CONTENT_TYPE,
+        f"{HEADER_PREFIX}sequence": format_sequence(sequence),
+        f"{HEADER_PREFIX}sequencetype": "Integer",
+        MSG_ID_HEADER: msg_id,
+    }
     return WireEvent(subject=nats_subject, headers=headers, body=body)
 
 

@@ -12,7 +12,6 @@ from ctta.protocol.records import CentreId, RecordRef, StrictModel
 from ctta.protocol.taxonomy import MATCH_TRANSITIONS, DeclineReason, MatchStage
 
 RESPONSE_TYPE = "org.ctta.match.responded.v1"
-HUB_SOURCE = "urn:ctta:hub"  # `ce-source` of every route message
 
 MatchId = Annotated[str, StringConstraints(pattern=r"^m[0-9a-f]{24}$")]
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ctta.protocol.matches import MatchProposal, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
+from ctta.protocol.searches import SavedSearch, SearchAlert, SearchWithdrawn
 from ctta.protocol.taxonomy import RecordKind
 
 TOMBSTONE = "tombstone"
@@ -17,6 +18,9 @@ OTHER_PAYLOADS: dict[str, type[BaseModel]] = {
     TOMBSTONE: Tombstone,
     "response": MatchResponse,
     "match": MatchProposal,
+    "search": SavedSearch,
+    "search-withdrawn": SearchWithdrawn,
+    "alert": SearchAlert,
 }
 
 

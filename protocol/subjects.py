@@ -20,6 +20,8 @@ ALL_EVENTS = f"{EVENTS_ROOT}.>"
 ALL_ROUTES = f"{ROUTES_ROOT}.>"
 ALL_HEARTBEATS = f"{HEARTBEAT_ROOT}.*"
 RESPONSE_KIND = "response"
+SEARCH_KIND = "search"  # a centre's saved search: owned, published and withdrawn like a record
+EVENT_KINDS_BEYOND_RECORDS = (RESPONSE_KIND, SEARCH_KIND)
 
 
 class SubjectError(ValueError):
@@ -50,7 +52,8 @@ def centre_events(centre: str) -> str:
 
 def event_filter(centre: str | None = None, kind: str | None = None) -> str:
     """Filter over record events, optionally of one centre and/or one kind (`None` = any)."""
-    if kind is not None and kind not in RecordKind.__members__.values() and kind != RESPONSE_KIND:
+    known = (*RecordKind.__members__.values(), *EVENT_KINDS_BEYOND_RECORDS)
+    if kind is not None and kind not in known:
         raise SubjectError(f"unknown kind {kind!r}")
     centre_token = _check_centre(centre) if centre is not None else "*"
     return f"{EVENTS_ROOT}.{centre_token}.{kind or '*'}.*"
@@ -62,9 +65,28 @@ def response_subject(centre: str, match_id: str) -> str:
     return f"{EVENTS_ROOT}.{_check_centre(centre)}.{RESPONSE_KIND}.{match_id}"
 
 
+def search_subject(centre: str, search_id: str) -> str:
+    """A centre's saved search (state and withdrawal share the subject, like records)."""
+    search_id = _check_token(search_id, "search id")
+    return f"{EVENTS_ROOT}.{_check_centre(centre)}.{SEARCH_KIND}.{search_id}"
+
+
 def route_subject(centre: str, match_id: str) -> str:
     """Hub → centre match proposals and updates."""
     return f"{ROUTES_ROOT}.{_check_centre(centre)}.match.{_check_token(match_id, 'match id')}"
+
+
+def alert_subject(centre: str, alert_id: str) -> str:
+    """Hub → centre: a newly published record fits one of the centre's saved searches."""
+    return f"{ROUTES_ROOT}.{_check_centre(centre)}.alert.{_check_token(alert_id, 'alert id')}"
+
+
+def route_kind(subject: str) -> str:
+    """`match` or `alert`: what a route message carries."""
+    parts = subject.split(".")
+    if len(parts) != 6 or ".".join(parts[:3]) != ROUTES_ROOT:
+        raise SubjectError(f"{subject!r} is not ctta.v1.route.<centre>.<match|alert>.<id>")
+    return parts[4]
 
 
 def centre_routes(centre: str) -> str:
@@ -99,7 +121,7 @@ def parse_event_subject(subject: str) -> EventSubject:
         raise SubjectError(f"{subject!r} is not ctta.v1.evt.<centre>.<kind>.<id>")
     centre, kind, entity_id = parts[3:]
     _check_centre(centre)
-    if kind != RESPONSE_KIND and kind not in RecordKind.__members__.values():
+    if kind not in EVENT_KINDS_BEYOND_RECORDS and kind not in RecordKind.__members__.values():
         raise SubjectError(f"{subject!r} names an unknown kind {kind!r}")
     return EventSubject(centre=centre, kind=kind, id=entity_id)
 

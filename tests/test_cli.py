@@ -19,8 +19,25 @@ from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
 
 CTTA = str(Path(sys.executable).parent / "ctta")
-NODE_TABLES = {"record", "outbox_event"}
-HUB_TABLES = {"indexed_record", "dead_letter", "centre_heartbeat"}
+NODE_TABLES = {
+    "record",
+    "outbox_event",
+    "inbox_match",
+    "saved_search",
+    "search_alert",
+    "dead_letter",
+}
+HUB_TABLES = {
+    "indexed_record",
+    "dead_letter",
+    "centre_heartbeat",
+    "standing_query",
+    "match",
+    "record_vector",
+    "webhook",
+    "webhook_delivery",
+    "outbox_event",
+}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -191,6 +191,9 @@ def test_json_schema_for_every_payload() -> None:
         "tombstone",
         "response",
         "match",
+        "search",
+        "search-withdrawn",
+        "alert",
     }
     schema = event_schema("achievement")
     assert "trl" in schema["properties"] and "private" not in schema["properties"]

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from ctta.hub.alerts import service as alerts
 from ctta.hub.index import service
 from ctta.hub.matching import service as matching
 from ctta.hub.matching.engine import RecordKey
@@ -39,7 +40,13 @@ from ctta.protocol.envelope import (
 from ctta.protocol.matches import RESPONSE_TYPE, MatchResponse
 from ctta.protocol.records import PUBLISHED_MODELS, Tombstone
 from ctta.protocol.registry import FederationRegistry
-from ctta.protocol.subjects import ALL_EVENTS, RESPONSE_KIND, SubjectError, parse_event_subject
+from ctta.protocol.subjects import (
+    ALL_EVENTS,
+    RESPONSE_KIND,
+    SEARCH_KIND,
+    SubjectError,
+    parse_event_subject,
+)
 from ctta.protocol.taxonomy import RecordKind, Visibility
 from ctta.server import deadletters
 from ctta.server.db import session_scope
@@ -55,6 +62,7 @@ class Outcome:
     dead_letter: str | None = None
     change: Change | None = None
     event: ReceivedEvent | None = None  # set when applied: its parsed centre and time
+    terms: str | None = None  # search terms of an upserted record, for saved searches
 
 
 @dataclass
@@ -86,6 +94,9 @@ def apply_event(
     subject = parse_event_subject(event.nats_subject)
     if subject.kind == RESPONSE_KIND:
         return _apply_response(writer.session, event)
+    if subject.kind == SEARCH_KIND:
+        problem = alerts.apply_search_event(writer.session, event)
+        return _reject(problem) if problem else Outcome(applied=True, event=event)
     kind = subject.record_kind
     if kind is None:
         return _reject(f"{subject.kind!r} events are not indexed")
@@ -120,8 +131,9 @@ def apply_event(
         writer.tombstone(event, envelope.centre, kind.value, record.id, record.version)
         return Outcome(applied=True, change=Change(key, record.version, None), event=event)
     data = record.model_dump(mode="json")  # normalised: what matching and search may rely on
-    writer.upsert(event, record, data)
-    return Outcome(applied=True, change=Change(key, record.version, data), event=event)
+    terms = service.record_terms(record)
+    writer.upsert(event, record, data, terms)
+    return Outcome(applied=True, change=Change(key, record.version, data), event=event, terms=terms)
 
 
 def _apply_response(session: Session, event: ReceivedEvent) -> Outcome:
@@ -156,6 +168,7 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
         writer = service.IndexWriter(session)
         writer.prefetch([key for item in parsed if (key := _index_key(item)) is not None])
         hooks = webhooks.active_webhooks(session)
+        searches = alerts.active(session)
         for msg, item in zip(messages, parsed, strict=True):
             outcome = (
                 _reject(str(item))
@@ -164,6 +177,10 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
             )
             if outcome.applied and hooks and isinstance(item, ReceivedEvent):
                 webhooks.enqueue(session, hooks, item)
+            if searches and outcome.terms is not None and outcome.change and outcome.change.data:
+                alerts.enqueue_alerts(
+                    session, searches, outcome.change.data, set(outcome.terms.split())
+                )
             if outcome.dead_letter is not None:
                 deadletters.record(
                     session,

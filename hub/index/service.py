@@ -92,7 +92,9 @@ class IndexWriter:
             self.prefetch([key])
         return self._known[key]
 
-    def upsert(self, event: ReceivedEvent, record: RecordMeta, data: dict[str, Any]) -> None:
+    def upsert(
+        self, event: ReceivedEvent, record: RecordMeta, data: dict[str, Any], terms: str
+    ) -> None:
         """Store the new state of a record the caller has checked to be newer.
 
         `data` is the record as validated and normalised, not the raw event body: lax input
@@ -112,7 +114,7 @@ class IndexWriter:
             (record.centre, record.kind.value, record.id),
             record.version,
             values,
-            record_terms(record),
+            terms,
         )
 
     def tombstone(

@@ -15,19 +15,17 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session
-from ulid import ULID
 
 from ctta.hub.matching import service
 from ctta.hub.matching.engine import Encoder, HybridEngine, MatchDoc, Proposal, RecordKey
 from ctta.hub.matching.models import Match
-from ctta.protocol.envelope import MSG_ID_HEADER, WireEvent, format_time
-from ctta.protocol.matches import HUB_SOURCE, MatchExplanation, MatchProposal
+from ctta.protocol.envelope import WireEvent, hub_message
+from ctta.protocol.matches import MatchExplanation, MatchProposal
 from ctta.protocol.records import RecordRef
 from ctta.protocol.subjects import route_subject
 from ctta.server.db import session_scope
@@ -219,18 +217,12 @@ class Matcher:
 
 
 def route_event(centre: str, row: Match, body: bytes) -> WireEvent:
-    """A hub → centre route message; its Nats-Msg-Id repeats for the same revision."""
-    event_id = str(ULID())
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": event_id,
-        "ce-source": HUB_SOURCE,
-        "ce-type": f"org.ctta.match.{row.status}.v1",
-        "ce-subject": f"match/{row.id}",
-        "ce-time": format_time(datetime.now(UTC)),
-        "ce-datacontenttype": "application/json",
-        "ce-sequence": str(row.revision).zfill(12),
-        "ce-sequencetype": "Integer",
-        MSG_ID_HEADER: f"{row.id}.{row.revision}.{centre}",
-    }
-    return WireEvent(subject=route_subject(centre, row.id), headers=headers, body=body)
+    """A proposal or retraction for one centre; its Nats-Msg-Id repeats for the same revision."""
+    return hub_message(
+        nats_subject=route_subject(centre, row.id),
+        event_type=f"org.ctta.match.{row.status}.v1",
+        ce_subject=f"match/{row.id}",
+        sequence=row.revision,
+        msg_id=f"{row.id}.{row.revision}.{centre}",
+        body=body,
+    )

@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+import ctta.hub.alerts.models
 import ctta.hub.centres.models
 import ctta.hub.index.models
 import ctta.hub.matching.models

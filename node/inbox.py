@@ -1,7 +1,8 @@
-"""The inbox worker: a durable pull consumer of this centre's routes.
+"""The route inbox: a durable pull consumer of what the hub routes to this centre.
 
-It stores each proposal idempotently (the newest revision wins, a replay changes nothing)
-and dead-letters what it cannot read, then keeps going.
+Match proposals (the newest revision wins) and saved-search alerts (kept once) are stored
+idempotently, so a replay changes nothing; what cannot be read is dead-lettered, and the
+worker keeps going.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from ctta.node.matches import service
+from ctta.node.matches import service as matches
+from ctta.node.searches import service as searches
 from ctta.protocol import backbone
-from ctta.protocol.envelope import first_error
-from ctta.protocol.matches import HUB_SOURCE, MatchProposal
-from ctta.protocol.subjects import centre_routes
+from ctta.protocol.envelope import HUB_SOURCE, first_error
+from ctta.protocol.matches import MatchProposal
+from ctta.protocol.searches import SearchAlert
+from ctta.protocol.subjects import SubjectError, centre_routes, route_kind
 from ctta.server import deadletters
 from ctta.server.db import session_scope
 
@@ -48,23 +52,35 @@ def _reason(msg: Msg) -> str | None:
     return None
 
 
+def _store(session: Session, centre: str, msg: Msg) -> str | None:
+    """Store one route message; returns why it cannot be stored."""
+    reason = _reason(msg)
+    if reason is not None:
+        return reason
+    try:
+        kind = route_kind(msg.subject)
+    except SubjectError as exc:
+        return str(exc)
+    try:
+        if kind == "match":
+            proposal = MatchProposal.model_validate_json(msg.data)
+            if centre not in (proposal.demand.centre, proposal.achievement.centre):
+                return f"match {proposal.match_id} does not involve {centre}"
+            matches.store(session, proposal)
+            return None
+        if kind == "alert":
+            return searches.store_alert(session, SearchAlert.model_validate_json(msg.data))
+    except ValidationError as exc:
+        return f"not a {kind} message: {first_error(exc)}"
+    return f"unknown route kind {kind!r}"
+
+
 def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
     """Store a batch in one transaction; returns per message whether it was accepted."""
     accepted = []
     with session_scope(engine, write=True) as session:
         for msg in messages:
-            reason = _reason(msg)
-            proposal = None
-            if reason is None:
-                try:
-                    proposal = MatchProposal.model_validate_json(msg.data)
-                except ValidationError as exc:
-                    reason = f"not a match proposal: {first_error(exc)}"
-            if proposal is not None and centre not in (
-                proposal.demand.centre,
-                proposal.achievement.centre,
-            ):
-                reason = f"match {proposal.match_id} does not involve {centre}"
+            reason = _store(session, centre, msg)
             if reason is not None:
                 deadletters.record(
                     session,
@@ -74,11 +90,7 @@ def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
                     reason=reason,
                     stream_seq=msg.metadata.sequence.stream,
                 )
-                accepted.append(False)
-                continue
-            assert proposal is not None
-            service.store(session, proposal)
-            accepted.append(True)
+            accepted.append(reason is None)
     return accepted
 
 
