@@ -52,6 +52,7 @@ class NatsServer:
     port: int
     store_dir: Path
     log_file: Path | None = None
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +75,7 @@ class NatsServer:
         ]
         if self.log_file is not None:
             command += ["-l", str(self.log_file)]
+        command += list(self.extra_args)
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -254,3 +254,32 @@ def registry_url(registry_file: Path) -> Iterator[str]:
 
 async def test_registry_loads_from_a_url(registry_url: str, registry_file: Path) -> None:
     assert await load_registry(registry_url) == FederationRegistry.load(registry_file)
+
+
+async def test_integrator_credentials_are_required_and_used(
+    tmp_path: Path, registry: FederationRegistry
+) -> None:
+    """A server that demands a user and password: the SDK connects with them, not without."""
+    from ctta.deploy.natsserver import NatsServer, free_port
+    from ctta.protocol import backbone
+
+    server = NatsServer(
+        free_port(), tmp_path / "auth-nats", extra_args=("--user", "bank", "--pass", "s3cret-pass")
+    ).start()
+    try:
+        admin = await nats.connect(server.url, user="bank", password="s3cret-pass")
+        await backbone.provision_single_server(admin.jetstream())
+        await admin.close()
+        async with await Subscription.open(
+            server.url,
+            registry,
+            durable="bank",
+            start="beginning",
+            user="bank",
+            password="s3cret-pass",
+        ) as subscription:
+            assert await subscription.pending() == 0
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(Subscription.open(server.url, registry, durable="bank"), 3)
+    finally:
+        server.stop()
