@@ -31,7 +31,7 @@ from ctta.protocol.registry import FederationRegistry
 from ctta.server.db import create_db_engine, migrate
 from ctta.server.openapi import operation_id
 from ctta.server.outbox.relay import OutboxRelay
-from ctta.server.tasks import supervise
+from ctta.server.tasks import stop, supervise
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         try:
             yield
         finally:
-            federate.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await federate
+            await stop(federate, federate.get_name())
             if matcher is not None:
                 matcher.close()
             engine.dispose()

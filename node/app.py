@@ -34,7 +34,7 @@ from ctta.server.db import create_db_engine, migrate, session_scope
 from ctta.server.openapi import operation_id
 from ctta.server.outbox import service as outbox
 from ctta.server.outbox.relay import OutboxRelay
-from ctta.server.tasks import supervise
+from ctta.server.tasks import stop, supervise
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
         try:
             yield
         finally:
-            federate.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await federate
+            await stop(federate, federate.get_name())
             engine.dispose()
 
     app = FastAPI(

@@ -139,7 +139,7 @@ async def connect(
                 user_credentials=credentials_file,
             )
         except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             log.warning("nats %s: cannot reach %s (%s); retrying in %.1fs", name, url, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -147,7 +147,7 @@ async def connect(
         nc.options["max_reconnect_attempts"] = -1
         if _cancelling():
             await nc.close()
-            _raise_if_cancelled()
+            raise_if_cancelled()
         await notify("connected")
         return nc
 
@@ -157,8 +157,9 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _raise_if_cancelled() -> None:
-    """nats-py's connect can swallow a cancellation (an asyncio.wait_for race); honour it anyway."""
+def raise_if_cancelled() -> None:
+    """Honour a cancellation that a library swallowed (the asyncio.wait_for race of Python
+    3.11, inside nats-py's connect, fetch and publish); loops call this once per turn."""
     if _cancelling():
         raise asyncio.CancelledError
 
@@ -214,6 +215,7 @@ class PullBatcher:
         try:
             first = await self.subscription.fetch(1, timeout=self.idle_wait)
         except (TimeoutError, nats.errors.TimeoutError):
+            raise_if_cancelled()  # fetch's inner wait_for can swallow a cancellation
             return []
         if self.max_batch == 1:
             return first
@@ -221,4 +223,5 @@ class PullBatcher:
             rest = await self.subscription.fetch(self.max_batch - 1, timeout=self.linger)
         except (TimeoutError, nats.errors.TimeoutError):
             rest = []
+        raise_if_cancelled()
         return first + rest

@@ -34,3 +34,11 @@ async def supervise(
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+async def stop(task: asyncio.Task[None], name: str, timeout: float = 10.0) -> None:
+    """Cancel a task and wait a bounded time: shutdown must never hang on a stuck client call."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.error("%s did not stop within %.0fs of cancellation; leaving it behind", name, timeout)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
-from ctta.protocol.backbone import PublishError
+from ctta.protocol.backbone import PublishError, raise_if_cancelled
 from ctta.server.db import session_scope
 from ctta.server.outbox import service
 from ctta.server.outbox.models import OutboxEvent
@@ -59,6 +59,7 @@ class OutboxRelay:
     async def run(self, js: JetStreamContext) -> None:
         backoff = 0.05
         while True:
+            raise_if_cancelled()
             rows = await asyncio.to_thread(self._pending)
             if not rows:
                 with contextlib.suppress(TimeoutError):
