@@ -45,11 +45,6 @@ def record_subject(centre: str, kind: RecordKind, record_id: str) -> str:
     return f"{EVENTS_ROOT}.{_check_centre(centre)}.{kind.value}.{_check_token(record_id, 'id')}"
 
 
-def centre_events(centre: str) -> str:
-    """Wildcard over everything one centre publishes."""
-    return f"{EVENTS_ROOT}.{_check_centre(centre)}.>"
-
-
 def event_filter(centre: str | None = None, kind: str | None = None) -> str:
     """Filter over record events, optionally of one centre and/or one kind (`None` = any)."""
     known = (*RecordKind.__members__.values(), *EVENT_KINDS_BEYOND_RECORDS)

@@ -70,13 +70,6 @@ API_MODELS: dict[RecordKind, tuple[type[BaseModel], type[BaseModel], type[BaseMo
 }
 
 
-class Page(BaseModel):
-    """One page of a list; pass `next_cursor` back as `cursor` for the next one."""
-
-    items: list[Any]
-    next_cursor: str | None = None
-
-
 class ListFilters(BaseModel):
     status: str | None = None
     visibility: str | None = None

@@ -96,7 +96,3 @@ def manifest_rows(session: Session) -> list[tuple[str, str, int]]:
         .order_by(col(Record.kind), col(Record.id))
     )
     return [tuple(row) for row in session.exec(statement)]
-
-
-def exists_any(session: Session) -> bool:
-    return session.exec(select(Record.id).limit(1)).first() is not None
