@@ -82,34 +82,16 @@ def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
         for msg in messages:
             reason = _store(session, centre, msg)
             if reason is not None:
-                deadletters.record(
-                    session,
-                    subject=msg.subject,
-                    headers=msg.headers,
-                    body=msg.data,
-                    reason=reason,
-                    stream_seq=msg.metadata.sequence.stream,
-                )
+                deadletters.record_message(session, msg, reason)
             accepted.append(reason is None)
     return accepted
 
 
 async def run(js: JetStreamContext, engine: Engine, centre: str) -> None:
     """Consume this centre's routes until cancelled."""
-    delay = 0.2
-    while True:
-        try:
-            await backbone.ensure_consumer(
-                js, backbone.ROUTES_STREAM, inbox_consumer_config(centre)
-            )
-            subscription = await js.pull_subscribe_bind(
-                f"inbox-{centre}", stream=backbone.ROUTES_STREAM
-            )
-            break
-        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-            log.warning("inbox of %s cannot bind (%r); retrying", centre, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    subscription = await backbone.bind_pull(
+        js, backbone.ROUTES_STREAM, inbox_consumer_config(centre)
+    )
     batcher = backbone.PullBatcher(subscription, max_batch=64)
     while True:
         try:

@@ -186,6 +186,28 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
         return "created"
 
 
+async def bind_pull(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> JetStreamContext.PullSubscription:
+    """Create the durable consumer if missing and bind to it, retrying until the stream exists."""
+    assert config.durable_name
+    delay = 0.2
+    while True:
+        try:
+            await ensure_consumer(js, stream, config)
+            return await js.pull_subscribe_bind(config.durable_name, stream=stream)
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            log.warning(
+                "cannot bind %s on %s (%r); is `ctta backbone init` done? retrying in %.1fs",
+                config.durable_name,
+                stream,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def provision_single_server(js: JetStreamContext) -> dict[str, str]:
     """Streams and consumers of the single-server topology; safe to run any number of times."""
     return {

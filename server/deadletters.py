@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.msg import Msg
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field as SQLField
@@ -20,7 +21,7 @@ MAX_BODY = 64 * 1024
 
 
 class DeadLetter(SQLModel, table=True):
-    """An event the hub refused, with the reason; kept for operators, never indexed."""
+    """A message a consumer refused, with the reason; kept for operators, never applied."""
 
     __tablename__ = "dead_letter"
 
@@ -74,6 +75,18 @@ def record(
             # PostgreSQL text cannot hold NUL; a hostile body must still be recordable.
             body=body[:MAX_BODY].decode("utf-8", errors="replace").replace("\x00", "\\0"),
         )
+    )
+
+
+def record_message(session: Session, msg: Msg, reason: str) -> None:
+    """Record a refused NATS message (a consumer's common case of `record`)."""
+    record(
+        session,
+        subject=msg.subject,
+        headers=msg.headers,
+        body=msg.data,
+        reason=reason,
+        stream_seq=msg.metadata.sequence.stream if msg.reply else None,
     )
 
 

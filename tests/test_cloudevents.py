@@ -7,12 +7,14 @@ from datetime import datetime
 
 import nats
 from cloudevents.core.formats.json import JSONFormat
+from nats.js.api import RawStreamMsg
 
 from ctta.protocol.envelope import check_provenance, from_structured, parse_event, to_structured
 from tests.support import STAFF, Federation, achievement_body, eventually
 
 
-async def test_published_events_round_trip_through_the_sdk(federation: Federation) -> None:
+async def published_achievement(federation: Federation) -> tuple[dict, RawStreamMsg]:
+    """Create an achievement at eastern; return it and its event as stored in the stream."""
     created = (
         await federation.nodes["eastern"].post(
             "/api/v1/achievements", json=achievement_body(), headers=STAFF
@@ -26,6 +28,11 @@ async def test_published_events_round_trip_through_the_sdk(federation: Federatio
         )
     finally:
         await nc.close()
+    return created, message
+
+
+async def test_published_events_round_trip_through_the_sdk(federation: Federation) -> None:
+    created, message = await published_achievement(federation)
     ours = parse_event(message.subject, message.headers, message.data)
 
     sdk_event = JSONFormat().read(None, json.dumps(to_structured(ours)).encode())
@@ -55,16 +62,7 @@ async def _indexed(federation: Federation, record_id: str) -> bool:
 
 async def test_every_event_names_a_schema_the_hub_serves(federation: Federation) -> None:
     """`ce-dataschema` is a hub URL; the schema there describes the event's data."""
-    created = (
-        await federation.nodes["eastern"].post(
-            "/api/v1/achievements", json=achievement_body(), headers=STAFF
-        )
-    ).json()
-    await eventually(lambda: _indexed(federation, created["id"]))
-    nc = await nats.connect(federation.nats.url)
-    subject = f"ctta.v1.evt.eastern.achievement.{created['id']}"
-    message = await nc.jetstream().get_last_msg("CTTA_EVENTS", subject)
-    await nc.close()
+    _, message = await published_achievement(federation)
     path = message.headers["ce-dataschema"].split("://", 1)[1].split("/", 1)[1]
     schema = (await federation.hub.get(f"/{path}")).json()
     data = json.loads(message.data)

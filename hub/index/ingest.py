@@ -85,7 +85,11 @@ def _reject(reason: str) -> Outcome:
 def apply_event(
     writer: service.IndexWriter, registry: FederationRegistry, event: ReceivedEvent
 ) -> Outcome:
-    """Check one parsed event and apply it to the index; never raises for bad input."""
+    """Check one parsed event and apply it to the index.
+
+    Bad events become a dead-letter outcome; what still raises (a database refusing a
+    value) is caught by `isolate`, which dead-letters that one message.
+    """
     try:
         check_provenance(event, registry)
     except EnvelopeError as exc:
@@ -182,14 +186,7 @@ def apply_batch(engine: Engine, registry: FederationRegistry, messages: list[Msg
                     session, searches, outcome.change.data, set(outcome.terms.split())
                 )
             if outcome.dead_letter is not None:
-                deadletters.record(
-                    session,
-                    subject=msg.subject,
-                    headers=msg.headers,
-                    body=msg.data,
-                    reason=outcome.dead_letter,
-                    stream_seq=msg.metadata.sequence.stream if msg.reply else None,
-                )
+                deadletters.record_message(session, msg, outcome.dead_letter)
             outcomes.append(outcome)
         writer.finish()
     return outcomes
@@ -214,14 +211,7 @@ def isolate(
             reason = f"could not be applied: {type(exc).__name__}: {exc}"[:1000]
         try:
             with session_scope(engine, write=True) as session:
-                deadletters.record(
-                    session,
-                    subject=msg.subject,
-                    headers=msg.headers,
-                    body=msg.data,
-                    reason=reason,
-                    stream_seq=msg.metadata.sequence.stream if msg.reply else None,
-                )
+                deadletters.record_message(session, msg, reason)
         except Exception:
             log.exception("cannot even dead-letter %s", msg.subject)
             continue
@@ -252,7 +242,9 @@ class Indexer:
 
     async def run(self, js: JetStreamContext) -> None:
         """Consume until cancelled; survives NATS outages and database hiccups."""
-        subscription = await self._subscribe(js)
+        subscription = await backbone.bind_pull(
+            js, backbone.EVENTS_STREAM, backbone.indexer_consumer_config(self.consumer)
+        )
         batcher = backbone.PullBatcher(subscription, max_batch=self.batch_size)
         handling: asyncio.Task[None] | None = None
         try:
@@ -274,21 +266,6 @@ class Indexer:
         finally:
             if handling is not None:
                 handling.cancel()
-
-    async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
-        delay = 0.2
-        while True:
-            try:
-                await backbone.ensure_consumer(
-                    js, backbone.EVENTS_STREAM, backbone.indexer_consumer_config(self.consumer)
-                )
-                return await js.pull_subscribe_bind(self.consumer, stream=backbone.EVENTS_STREAM)
-            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                log.warning(
-                    "indexer cannot bind %s (%r); is `ctta backbone init` done?", self.consumer, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _handle(self, messages: list[Msg]) -> None:
         try:
@@ -356,5 +333,5 @@ async def rebuild(engine: Engine, registry: FederationRegistry, js: JetStreamCon
 
 
 def _clear(engine: Engine) -> None:
-    with session_scope(engine) as session:
+    with session_scope(engine, write=True) as session:
         service.clear(session)

@@ -1,4 +1,4 @@
-"""Index tables: one row per federation record (tombstones kept) and the dead letters."""
+"""The index table (one row per federation record, tombstones kept) and search models."""
 
 from __future__ import annotations
 

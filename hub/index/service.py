@@ -1,4 +1,4 @@
-"""Index writes (version-gated), dead letters and federated search.
+"""Index writes (version-gated) and federated search.
 
 Full-text terms live beside the record table in the engine's own full-text structure:
 an FTS5 table on SQLite, a GIN-indexed tsvector on PostgreSQL. Both receive the same

@@ -107,7 +107,7 @@ class Matcher:
             try:
                 await self._off_loop(self._handle, changes)
                 self.wake_relay()
-            except Exception as exc:  # keep matching; the next change of these records retries
+            except Exception as exc:  # keep matching; these records wait for their next change
                 self.state.last_error = repr(exc)
                 log.exception("matcher failed on %d changes", len(changes))
 

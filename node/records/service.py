@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from ctta.node.records.models import ListFilters, Record
@@ -46,7 +46,9 @@ def list_page(
         statement = statement.where(col(Record.trl) <= filters.trl_max)
     if filters.q:
         terms = filters.q.lower().split()
-        statement = statement.where(*(col(Record.search_text).contains(term) for term in terms))
+        statement = statement.where(
+            *(col(Record.search_text).contains(term, autoescape=True) for term in terms)
+        )
     if cursor:
         statement = statement.where(col(Record.id) < cursor)
     statement = statement.order_by(col(Record.id).desc()).limit(limit + 1)
@@ -87,12 +89,24 @@ def compare_and_set(
     return result.rowcount == 1
 
 
+def _published() -> tuple:
+    """Conditions of a record the federation should hold."""
+    return (
+        Record.visibility != Visibility.PRIVATE.value,
+        Record.status != RecordStatus.WITHDRAWN.value,
+    )
+
+
 def manifest_rows(session: Session) -> list[tuple[str, str, int]]:
     """(kind, id, version) of every record the federation should hold."""
     statement = (
         select(Record.kind, Record.id, Record.version)
-        .where(Record.visibility != Visibility.PRIVATE.value)
-        .where(Record.status != RecordStatus.WITHDRAWN.value)
+        .where(*_published())
         .order_by(col(Record.kind), col(Record.id))
     )
     return [tuple(row) for row in session.exec(statement)]
+
+
+def published_counts(session: Session) -> dict[str, int]:
+    statement = select(Record.kind, func.count()).where(*_published()).group_by(Record.kind)
+    return {row[0]: row[1] for row in session.execute(statement)}

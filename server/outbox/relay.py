@@ -1,10 +1,11 @@
 """The outbox relay: publishes unsent events in write order and never drops one.
 
-One relay per node. It wakes when a write commits (or every few seconds), publishes each
-pending row with its `Nats-Msg-Id` and waits for the JetStream ack. A duplicate ack
-counts as success, so a crash between publishing and marking a row only re-sends an
-event the stream already ignores. On any error it backs off and retries the same row,
-which keeps per-record order: a later version is never published before an earlier one.
+One relay per outbox (a node's record events, the hub's routes). It wakes when a write
+commits (or every few seconds), publishes each pending row with its `Nats-Msg-Id` and
+waits for the JetStream ack. A duplicate ack counts as success, so a crash between
+publishing and marking a row only re-sends an event the stream already ignores. On any
+error it backs off and retries the same row, which keeps per-record order: a later
+version is never published before an earlier one.
 """
 
 from __future__ import annotations
