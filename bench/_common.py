@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: machine description, percentiles, temp dirs."""
+"""Shared helpers of the benchmark scripts: machine description, percentiles, signed events."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import os
 import platform
 import subprocess
 import sys
+
+from ctta.protocol.envelope import WireEvent, build_event, record_event_type
+from ctta.protocol.records import PublishedAchievement
+from ctta.protocol.signing import SigningKey
+from ctta.protocol.subjects import record_subject
+from ctta.protocol.taxonomy import RecordKind
 
 
 def cpu_model() -> str:
@@ -50,3 +56,20 @@ def percentile(values: list[float], pct: float) -> float:
 
 def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
+
+
+def signed_upsert(record: PublishedAchievement, key: SigningKey) -> WireEvent:
+    """An achievement's upsert event as its centre's node would publish it, for loading
+    the backbone directly where the node API would be the bottleneck."""
+    kind = RecordKind.ACHIEVEMENT
+    return build_event(
+        nats_subject=record_subject(record.centre, kind, record.id),
+        centre=record.centre,
+        event_type=record_event_type(kind, "upserted"),
+        ce_subject=f"{kind.value}/{record.id}",
+        version=record.version,
+        data=record.model_dump(mode="json"),
+        dataschema="http://127.0.0.1:8700/api/v1/schemas/achievement.json",
+        signing_key=key,
+        time=record.updated_at,
+    )

@@ -20,18 +20,16 @@ from pathlib import Path
 import nats
 import nats.errors
 import ulid
-from _common import print_machine, verdict
+from _common import print_machine, signed_upsert, verdict
 
 from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.app import MIGRATIONS
 from ctta.hub.index.ingest import Indexer
 from ctta.protocol import backbone
-from ctta.protocol.envelope import build_event, record_event_type
 from ctta.protocol.records import PublishedAchievement
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SigningKey
-from ctta.protocol.subjects import record_subject
-from ctta.protocol.taxonomy import CENTRES, RecordKind
+from ctta.protocol.taxonomy import CENTRES
 from ctta.server.db import create_db_engine, migrate
 
 TARGET_RATIO = 0.3
@@ -39,7 +37,6 @@ FIELDS = ["energy-storage", "environment", "new-energy-vehicles", "advanced-manu
 
 
 def make_events(n: int, keys: dict[str, SigningKey]) -> list:
-    kind = RecordKind.ACHIEVEMENT
     now = datetime.now(UTC)
     events = []
     for i in range(n):
@@ -63,20 +60,7 @@ def make_events(n: int, keys: dict[str, SigningKey]) -> list:
             transfer_modes=["exclusive-licence"],
             owner_institution="Tsinghua University",
         )
-        data = record.model_dump(mode="json")
-        events.append(
-            build_event(
-                nats_subject=record_subject(centre, kind, record_id),
-                centre=centre,
-                event_type=record_event_type(kind, "upserted"),
-                ce_subject=f"{kind.value}/{record_id}",
-                version=1,
-                data=data,
-                dataschema="http://127.0.0.1:8700/api/v1/schemas/achievement.json",
-                signing_key=keys[centre],
-                time=now,
-            )
-        )
+        events.append(signed_upsert(record, keys[centre]))
     return events
 
 

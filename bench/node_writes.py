@@ -69,6 +69,7 @@ def serve(args: argparse.Namespace) -> None:
                 signing_key_seed=SecretStr(key.seed_b64()),
                 staff_tokens=[SecretStr(TOKEN)],
                 sqlite_synchronous=args.synchronous[0],
+                write_rate_per_second=0,  # the API's own speed, not the limiter's
             )
         )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

@@ -9,8 +9,12 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctta.server.logs import configure as configure_logging
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 
 def _node(args: argparse.Namespace) -> None:
@@ -20,9 +24,7 @@ def _node(args: argparse.Namespace) -> None:
     from ctta.node.settings import NodeSettings
 
     settings = NodeSettings(centre=args.centre) if args.centre else NodeSettings()  # type: ignore[call-arg]
-    uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level=args.log_level.lower()
-    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
 
 
 def _hub(args: argparse.Namespace) -> None:
@@ -31,9 +33,7 @@ def _hub(args: argparse.Namespace) -> None:
     from ctta.hub.app import create_app
     from ctta.hub.settings import HubSettings
 
-    uvicorn.run(
-        create_app(HubSettings()), host=args.host, port=args.port, log_level=args.log_level.lower()
-    )
+    uvicorn.run(create_app(HubSettings()), host=args.host, port=args.port, log_config=None)
 
 
 def _hub_rebuild(_: argparse.Namespace) -> None:
@@ -63,15 +63,96 @@ def _hub_rebuild(_: argparse.Namespace) -> None:
 def _backbone_init(args: argparse.Namespace) -> None:
     from ctta.protocol import backbone
 
+    seed = _nkey_seed(args.nkey_seed_file)
+
     async def run() -> dict[str, str]:
-        nc = await backbone.connect(args.nats_url, "ctta-backbone-init")
+        nc = await backbone.connect(args.nats_url, "ctta-backbone-init", nkey_seed=seed)
         try:
-            return await backbone.provision_single_server(nc.jetstream())
+            if args.topology == "single":
+                return await backbone.provision_single_server(nc.jetstream())
+            if args.topology == "centre":
+                if len(args.centre) != 1:
+                    sys.exit("--topology centre provisions one leaf: give exactly one --centre")
+                return await backbone.provision_centre(nc.jetstream(), args.centre[0])
+            centres = args.centre or _registry_centres(args.registry)
+            outcome = await backbone.provision_leaf_topology(nc, centres)
+            for name in args.integrator:
+                outcome |= await _integrator_consumer(nc, name)
+            return outcome
         finally:
             await nc.close()
 
-    for name, outcome in asyncio.run(run()).items():
-        print(f"{name}: {outcome}")
+    outcome = asyncio.run(run())
+    for name, result in outcome.items():
+        print(f"{name}: {result}")
+    if any(result.startswith("unreachable") for result in outcome.values()):
+        sys.exit("some centres were not provisioned; run again once their leaves are connected")
+
+
+def _nkey_seed(path: Path | None) -> str | None:
+    if path is not None:
+        return path.read_text(encoding="utf-8").strip()
+    return os.environ.get("CTTA_NATS_NKEY_SEED") or None
+
+
+def _registry_centres(location: Path) -> list[str]:
+    from ctta.protocol.registry import FederationRegistry
+
+    registry = FederationRegistry.load(location) if location.exists() else None
+    return [c.id for c in (registry or FederationRegistry.alliance()).centres]
+
+
+async def _integrator_consumer(nc: NatsClient, name: str) -> dict[str, str]:
+    """Pre-create an integrator's durable consumer: its credential may only read it."""
+    from ctta.deploy.topology import integrator_durable
+    from ctta.protocol import backbone, sdk
+
+    durable = integrator_durable(name)
+    config = sdk.consumer_config(durable, sdk.event_filters(), "beginning")
+    outcome = await backbone.ensure_consumer(nc.jetstream(), backbone.EVENTS_STREAM, config)
+    return {f"{backbone.HUB_DOMAIN}/{backbone.EVENTS_STREAM}/{durable}": outcome}
+
+
+def _keys_init(args: argparse.Namespace) -> None:
+    from ctta.deploy.keys import ensure_keys, ensure_nkeys
+    from ctta.deploy.manifests import write_secrets
+    from ctta.deploy.natsserver import free_port
+    from ctta.deploy.topology import ServerKeys, Topology, backbone_users, render_all
+    from ctta.protocol.registry import FederationRegistry
+
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    registry_file = directory / "federation.json"
+    registry = (
+        FederationRegistry.load(registry_file)
+        if registry_file.exists()
+        else FederationRegistry.alliance()
+    )
+    centres = args.centre or [c.id for c in registry.centres]
+    signing = ensure_keys(registry, directory / "signing-seeds.json", centres)
+    registry.save(registry_file)
+    topology = (
+        Topology.loopback(centres, free_port, args.integrator)
+        if args.layout == "loopback"
+        else Topology.containers(centres, args.integrator)
+    )
+    users = ensure_nkeys(directory / "nkeys.json", backbone_users(topology))
+    stores = directory / "jetstream" if args.layout == "loopback" else Path("/data/jetstream")
+    configs = render_all(
+        topology, ServerKeys.from_users(users, topology), lambda n: str(stores / n)
+    )
+    for path in configs.write(directory / "nats"):
+        print(path)
+    for path in write_secrets(directory / "env", topology, users, signing):
+        print(path)
+    print(registry_file)
+
+
+def _deploy_render(args: argparse.Namespace) -> None:
+    from ctta.deploy.manifests import render_manifests
+
+    for path in render_manifests(args.output, args.centre or None):
+        print(path)
 
 
 def _keys_generate(args: argparse.Namespace) -> None:
@@ -154,6 +235,12 @@ def _event_options(parser: argparse.ArgumentParser, default_start: str) -> None:
     )
     parser.add_argument("--durable", help="consumer name, to resume where the last run stopped")
     parser.add_argument("--credentials", help="NATS .creds file issued to this integrator")
+    parser.add_argument(
+        "--nkey-seed-file",
+        type=Path,
+        help="NKey seed issued to this integrator by `ctta keys init --integrator NAME` "
+        "(then use --durable int-NAME, its pre-created consumer)",
+    )
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -178,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="json: one object per line, for log collectors (default: CTTA_LOG_FORMAT or text)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -218,14 +310,47 @@ def build_parser() -> argparse.ArgumentParser:
     backbone_commands = backbone.add_subparsers(
         dest="backbone_command", required=True, metavar="SUBCOMMAND"
     )
-    init = backbone_commands.add_parser("init", help="create streams and consumers (idempotent)")
-    init.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    init = backbone_commands.add_parser(
+        "init",
+        help="create streams and consumers (idempotent)",
+        description="single: one server (demo, tests, small deployments). leaf: connect to "
+        "the hub cluster and provision its replicated streams, then every centre's leaf "
+        "streams through the leaf links. centre: one centre's leaf, directly.",
+    )
     init.add_argument(
-        "--topology", choices=["single"], default="single", help="single server (default)"
+        "--nats-url",
+        default=os.environ.get("CTTA_NATS_URL", "nats://127.0.0.1:4222"),
+        help="server URL(s), comma-separated for a cluster (default: CTTA_NATS_URL)",
+    )
+    init.add_argument(
+        "--topology",
+        choices=["single", "leaf", "centre"],
+        default="single",
+        help="(default: single)",
+    )
+    init.add_argument(
+        "--nkey-seed-file",
+        type=Path,
+        help="NKey seed to log in with (default: CTTA_NATS_NKEY_SEED; the hub user's for leaf)",
+    )
+    init.add_argument(
+        "--centre", action="append", default=[], help="centre to provision (repeatable)"
+    )
+    init.add_argument(
+        "--registry",
+        type=Path,
+        default=Path(os.environ.get("CTTA_REGISTRY_FILE", "deploy/federation.json")),
+        help="federation registry: its centres are provisioned when no --centre is given",
+    )
+    init.add_argument(
+        "--integrator",
+        action="append",
+        default=[],
+        help="pre-create this integrator's consumer (leaf topology; repeatable)",
     )
     init.set_defaults(handler=_backbone_init)
 
-    keys = commands.add_parser("keys", help="event-signing keys")
+    keys = commands.add_parser("keys", help="event-signing keys and NATS credentials")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     generate = keys_commands.add_parser(
         "generate", help="new signing key for a centre; prints CTTA_* settings"
@@ -235,6 +360,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--registry", type=Path, help="also add the public key to this federation file"
     )
     generate.set_defaults(handler=_keys_generate)
+    keys_init = keys_commands.add_parser(
+        "init",
+        help="all keys of a federation and the nats-server configs that use them",
+        description="Creates (once; reruns keep existing keys) the event-signing keys of "
+        "every centre and the NKey users of the backbone (hub, system, a leaf per centre, "
+        "one per integrator), adds the public signing keys to DIR/federation.json, and "
+        "writes DIR/nats/*.conf and an env file per service under DIR/env/. Keep DIR secret.",
+    )
+    keys_init.add_argument("--dir", type=Path, required=True, help="where keys and configs go")
+    keys_init.add_argument("--centre", action="append", default=[], help="only these centres")
+    keys_init.add_argument(
+        "--integrator", action="append", default=[], help="an integrator's credential"
+    )
+    keys_init.add_argument(
+        "--layout",
+        choices=["containers", "loopback"],
+        default="containers",
+        help="containers: service names and standard ports (compose, Kubernetes); "
+        "loopback: everything on 127.0.0.1 with free ports, to try on one machine",
+    )
+    keys_init.set_defaults(handler=_keys_init)
+
+    deploy = commands.add_parser("deploy", help="deployment manifests")
+    deploy_commands = deploy.add_subparsers(
+        dest="deploy_command", required=True, metavar="SUBCOMMAND"
+    )
+    render = deploy_commands.add_parser(
+        "render",
+        help="write the nats-server configs, docker compose file and Kubernetes manifests",
+        description="Secrets stay out: configs refer to $CTTA_* variables that come from "
+        "the env files of `ctta keys init`.",
+    )
+    render.add_argument("--output", type=Path, default=Path("deploy"), help="(default: deploy)")
+    render.add_argument("--centre", action="append", default=[], help="only these centres")
+    render.set_defaults(handler=_deploy_render)
 
     schemas = commands.add_parser("schemas", help="JSON Schemas of the event payloads")
     schemas_commands = schemas.add_subparsers(
@@ -269,5 +429,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     args.handler(args)

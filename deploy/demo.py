@@ -152,9 +152,7 @@ async def run_demo(options: DemoOptions) -> None:
             apps.append((create_node(settings), int(url.rsplit(":", 1)[1])))
         servers = [
             _Server(
-                uvicorn.Config(
-                    app, host=options.host, port=port, log_level="warning", lifespan="on"
-                )
+                uvicorn.Config(app, host=options.host, port=port, log_config=None, lifespan="on")
             )
             for app, port in apps
         ]

@@ -36,6 +36,7 @@ async def open_subscription(args: argparse.Namespace) -> Subscription:
         centres=args.centre,
         start=start_of(args),
         credentials_file=args.credentials,
+        nkey_seed=args.nkey_seed_file.read_text().strip() if args.nkey_seed_file else None,
     )
 
 

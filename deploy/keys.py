@@ -1,15 +1,22 @@
-"""Event-signing keys per centre, kept in a seeds file beside the federation registry.
+"""Key material: event-signing keys per centre and the NKey users of the NATS backbone.
 
-The seeds file is private to the operator (each centre keeps only its own seed in
-production); the registry holds only public keys and is what the hub reads.
+Both live in seeds files private to the operator (mode 600); in production each centre
+keeps only its own seeds. The federation registry holds only public signing keys and is
+what the hub reads; server configs hold only public NKeys, and a leaf its own seed.
+The two are separate on purpose: a leaked NATS credential lets someone connect, not sign
+as a centre, and a signing key is rotated by adding a key id, with no server change.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import nkeys
 
 from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SigningKey
@@ -49,3 +56,32 @@ def ensure_keys(
         entry.keys.setdefault(keys[centre_id].key_id, keys[centre_id].public_key_b64())
     save_seeds(seeds_file, keys)
     return keys
+
+
+# --- NATS credentials: NKey users of the backbone --------------------------------------
+
+
+@dataclass(frozen=True)
+class NKeyUser:
+    """A NATS user key pair. The server config holds the public key; the client the seed."""
+
+    seed: str
+
+    @classmethod
+    def generate(cls) -> NKeyUser:
+        return cls(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER).decode())
+
+    @property
+    def public_key(self) -> str:
+        return nkeys.from_seed(self.seed.encode()).public_key.decode()
+
+
+def ensure_nkeys(path: Path, users: list[str]) -> dict[str, NKeyUser]:
+    """An NKey for every named user, created once and kept in a private seeds file."""
+    known: dict[str, str] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for user in users:
+        known.setdefault(user, NKeyUser.generate().seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(known.items())), indent=2) + "\n", encoding="utf-8")
+    os.chmod(path, 0o600)
+    return {user: NKeyUser(known[user]) for user in users}

@@ -60,15 +60,18 @@ class LocalFederation:
         centres: list[str] | None = None,
         hub_settings: dict[str, Any] | None = None,
         node_settings: dict[str, Any] | None = None,
+        keys: dict[str, SigningKey] | None = None,
     ) -> AsyncIterator[LocalFederation]:
-        """Provision the backbone, start the hub and the nodes, wait until all joined NATS."""
+        """Provision the backbone, start the hub and the nodes, wait until all joined NATS.
+
+        `keys` lets a benchmark sign events of its own as the centres (new keys otherwise)."""
         nc = await backbone.connect(nats_url, "local-provision")
         try:
             await backbone.provision_single_server(nc.jetstream())
         finally:
             await nc.close()
         centres = centres or [centre.id for centre in CENTRES]
-        keys = {centre: SigningKey.generate(f"{centre}#local") for centre in centres}
+        keys = keys or {centre: SigningKey.generate(f"{centre}#local") for centre in centres}
         registry = FederationRegistry.alliance()
         for centre, key in keys.items():
             entry = registry.centre(centre)
@@ -84,7 +87,8 @@ class LocalFederation:
                     signing_key_id=key.key_id,
                     signing_key_seed=SecretStr(key.seed_b64()),
                     staff_tokens=[SecretStr(token)],
-                    **(node_settings or {}),
+                    # Benchmarks write as fast as they can with one token: no rate limit.
+                    **({"write_rate_per_second": 0} | (node_settings or {})),
                 )
             )
             for centre, key in keys.items()

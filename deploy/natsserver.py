@@ -47,12 +47,17 @@ def wait_for_port(port: int, timeout: float) -> bool:
 
 @dataclass
 class NatsServer:
-    """One JetStream-enabled nats-server on loopback; restartable on the same port and store."""
+    """One JetStream-enabled nats-server on loopback; restartable on the same port and store.
+
+    Its output goes to `log_file` when given (the place to look when a test fails)."""
 
     port: int
     store_dir: Path
     log_file: Path | None = None
     extra_args: tuple[str, ...] = ()
+    # A rendered config (see topology.py) replaces the command-line options; `port` must
+    # then be its client port, which start() waits for.
+    config_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,16 +68,11 @@ class NatsServer:
         if self.port in RESERVED_PORTS:
             raise ValueError(f"port {self.port} is reserved for the machine's own NATS")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            binary(),
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-sd",
-            str(self.store_dir),
-        ]
+        if self.config_file is not None:
+            command = [binary(), "-c", str(self.config_file)]
+        else:
+            command = [binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+            command += ["-sd", str(self.store_dir)]
         if self.log_file is not None:
             command += ["-l", str(self.log_file)]
         command += list(self.extra_args)

@@ -8,14 +8,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from starlette.datastructures import State
 
 from ctta.server.auth import require_token, token_matches
+from ctta.server.db import MAX_ROW_ID
 
 bearer = HTTPBearer(auto_error=False, description="Alliance reader token")
+
+Cursor = Annotated[
+    int | None, Query(ge=1, le=MAX_ROW_ID, description="Cursor: id of the last row seen")
+]
+
+
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A check FastAPI cannot express, refused in the same 422 shape as its own validation
+    (the shape the OpenAPI document promises for 422)."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": None}]
+    )
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

@@ -17,7 +17,12 @@ class HubSettings(BaseSettings):
         default="", description="SQLAlchemy URL; default: SQLite file in data_dir"
     )
     data_dir: Path = Path("ctta-data")
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", description="Server URL(s), comma-separated for a cluster"
+    )
+    nats_nkey_seed: SecretStr = Field(
+        default=SecretStr(""), description="NKey seed of the hub's NATS user (leaf topology)"
+    )
     registry_file: Path = Field(
         default=Path("deploy/federation.json"),
         description="The federation registry (centres, keys)",
@@ -39,6 +44,11 @@ class HubSettings(BaseSettings):
         default=True, description="Run the matcher (needs the multilingual encoder)"
     )
     heartbeat_timeout_seconds: float = 20.0
+    anti_entropy_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often each centre's manifest is compared with the index",
+    )
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
 
     @model_validator(mode="after")

@@ -11,28 +11,30 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NatsClient
-from sqlalchemy import text
 
 from ctta.node import inbox
+from ctta.node.audit.views import router as audit_router
 from ctta.node.federation import service as federation
 from ctta.node.federation.views import router as federation_router
 from ctta.node.matches.views import router as matches_router
-from ctta.node.publisher import Publisher
+from ctta.node.publisher import EventTooLarge, Publisher
 from ctta.node.records.views import records_router
 from ctta.node.searches.views import router as searches_router
 from ctta.node.settings import NodeSettings
+from ctta.node.tokens.views import router as tokens_router
 from ctta.protocol import backbone
 from ctta.protocol.heartbeat import Heartbeat
 from ctta.protocol.subjects import heartbeat_subject
 from ctta.protocol.taxonomy import CENTRES_BY_ID, RecordKind
+from ctta.server import errors, metrics
 from ctta.server.db import create_db_engine, migrate, session_scope
+from ctta.server.limits import BodySizeLimit, WriteRateLimit
 from ctta.server.openapi import operation_id
-from ctta.server.outbox import service as outbox
 from ctta.server.outbox.relay import OutboxRelay
 from ctta.server.tasks import stop, supervise
 
@@ -77,29 +79,44 @@ def create_app(settings: NodeSettings) -> FastAPI:
         title=title,
         version="1.0",
         description="A centre's node of the CTTA backbone: it owns the centre's records and "
-        "publishes their public projection to the federation.",
+        "publishes their public projection to the federation.\n\n"
+        "Public records read openly; `alliance` records need any token of this node, "
+        "`private` records and private detail a staff token. Request bodies above "
+        f"{settings.max_request_bytes} bytes get 413; writes beyond "
+        f"{settings.write_rate_per_second:g}/s (burst {settings.write_burst}) per token get "
+        "429 with `Retry-After`.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
+    app.state.settings_principals = settings.settings_principals()
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        WriteRateLimit, rate=settings.write_rate_per_second, burst=settings.write_burst
+    )
+    app.add_exception_handler(EventTooLarge, _event_too_large)
+    errors.install(app)
     for kind in RecordKind:
         app.include_router(records_router(kind), prefix=API_PREFIX)
     app.include_router(matches_router, prefix=API_PREFIX)
     app.include_router(searches_router, prefix=API_PREFIX)
     app.include_router(federation_router, prefix=API_PREFIX)
+    app.include_router(tokens_router, prefix=API_PREFIX)
+    app.include_router(audit_router, prefix=API_PREFIX)
+    # After the routers and the limits, so 413 and 429 answers are counted too.
+    metrics.install(app, requires_nats=False)
 
-    @app.get("/healthz", tags=["health"], summary="Database and NATS state")
+    @app.get("/healthz", tags=["health"], summary="Liveness, with the NATS state")
     def healthz() -> dict[str, str]:
-        with app.state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return {
-            "status": "ok",
-            "centre": settings.centre,
-            "database": "ok",
-            "nats": app.state.nats_state,
-        }
+        """Cheap: memory only, no database; `/readyz` checks the database."""
+        return {"status": "ok", "centre": settings.centre, "nats": app.state.nats_state}
 
     return app
+
+
+async def _event_too_large(_request: Request, exc: Exception) -> JSONResponse:
+    """The write was rolled back with its session; say why instead of a 500."""
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
 
 
 async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) -> None:
@@ -109,7 +126,10 @@ async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) ->
         app.state.nats_state = state
 
     nc = await backbone.connect(
-        settings.nats_url, f"node-{settings.centre}", on_state_change=on_state
+        settings.nats_url,
+        f"node-{settings.centre}",
+        on_state_change=on_state,
+        nkey_seed=settings.nats_nkey_seed.get_secret_value() or None,
     )
     app.state.nats_state = "connected" if nc.is_connected else "connecting"
     try:
@@ -121,9 +141,14 @@ async def _federate(app: FastAPI, settings: NodeSettings, relay: OutboxRelay) ->
             )
             tasks.create_task(
                 supervise(
-                    "inbox", lambda: inbox.run(js, app.state.engine, settings.centre), failures
+                    "inbox",
+                    lambda: inbox.run(js, app.state.engine, settings.centre, app.state.publisher),
+                    failures,
                 )
             )
+            consumers = [(backbone.ROUTES_STREAM, inbox.inbox_consumer_config(settings.centre))]
+            sample = app.state.observability.sample_consumers
+            tasks.create_task(supervise("consumer lag", lambda: sample(js, consumers), failures))
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2)
@@ -144,10 +169,4 @@ async def _heartbeat(app: FastAPI, settings: NodeSettings, nc: NatsClient) -> No
 
 def _make_heartbeat(app: FastAPI, settings: NodeSettings) -> Heartbeat:
     with session_scope(app.state.engine) as session:
-        return Heartbeat(
-            centre=settings.centre,
-            node_url=settings.public_url,
-            sent_at=datetime.now(UTC),
-            outbox_backlog=outbox.backlog(session),
-            counts=federation.published_counts(session),
-        )
+        return federation.heartbeat(session, settings.centre, settings.public_url)

@@ -1,8 +1,9 @@
 """The route inbox: a durable pull consumer of what the hub routes to this centre.
 
 Match proposals (the newest revision wins) and saved-search alerts (kept once) are stored
-idempotently, so a replay changes nothing; what cannot be read is dead-lettered, and the
-worker keeps going.
+idempotently, so a replay changes nothing; a resync request re-publishes, through the
+outbox, the records where the hub's index differs (a replay only re-sends current state).
+What cannot be read is dead-lettered, and the worker keeps going.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from ctta.node.federation import flows as federation
 from ctta.node.matches import service as matches
+from ctta.node.publisher import Publisher
 from ctta.node.searches import service as searches
 from ctta.protocol import backbone
 from ctta.protocol.envelope import HUB_SOURCE, first_error
 from ctta.protocol.matches import MatchProposal
+from ctta.protocol.resync import ResyncRequest
 from ctta.protocol.searches import SearchAlert
 from ctta.protocol.subjects import SubjectError, centre_routes, route_kind
 from ctta.server import deadletters
@@ -52,8 +56,8 @@ def _reason(msg: Msg) -> str | None:
     return None
 
 
-def _store(session: Session, centre: str, msg: Msg) -> str | None:
-    """Store one route message; returns why it cannot be stored."""
+def _store(session: Session, centre: str, msg: Msg, publisher: Publisher | None) -> str | None:
+    """Store (or, for a resync, act on) one route message; returns why it cannot be."""
     reason = _reason(msg)
     if reason is not None:
         return reason
@@ -70,25 +74,47 @@ def _store(session: Session, centre: str, msg: Msg) -> str | None:
             return None
         if kind == "alert":
             return searches.store_alert(session, SearchAlert.model_validate_json(msg.data))
+        if kind == "resync":
+            return _resync(session, centre, ResyncRequest.model_validate_json(msg.data), publisher)
     except ValidationError as exc:
         return f"not a {kind} message: {first_error(exc)}"
     return f"unknown route kind {kind!r}"
 
 
-def apply_batch(engine: Engine, centre: str, messages: list[Msg]) -> list[bool]:
+def _resync(
+    session: Session, centre: str, request: ResyncRequest, publisher: Publisher | None
+) -> str | None:
+    if request.centre != centre:
+        return f"resync {request.request_id} is for {request.centre}, not {centre}"
+    if publisher is None:
+        return "this inbox runs without a publisher and cannot re-publish"
+    queued = federation.resync(session, publisher, request)
+    log.info("resync %s: re-publishing %d records of %s", request.request_id, queued, centre)
+    return None
+
+
+def apply_batch(
+    engine: Engine, centre: str, messages: list[Msg], publisher: Publisher | None = None
+) -> list[bool]:
     """Store a batch in one transaction; returns per message whether it was accepted."""
     accepted = []
     with session_scope(engine, write=True) as session:
         for msg in messages:
-            reason = _store(session, centre, msg)
+            reason = _store(session, centre, msg, publisher)
             if reason is not None:
                 deadletters.record_message(session, msg, reason)
             accepted.append(reason is None)
     return accepted
 
 
-async def run(js: JetStreamContext, engine: Engine, centre: str) -> None:
-    """Consume this centre's routes until cancelled."""
+async def run(
+    js: JetStreamContext, engine: Engine, centre: str, publisher: Publisher | None = None
+) -> None:
+    """Consume this centre's routes until cancelled.
+
+    `publisher` signs what a resync request re-publishes and wakes the relay; without it
+    resync requests are dead-lettered.
+    """
     subscription = await backbone.bind_pull(
         js, backbone.ROUTES_STREAM, inbox_consumer_config(centre)
     )
@@ -103,7 +129,7 @@ async def run(js: JetStreamContext, engine: Engine, centre: str) -> None:
         if not messages:
             continue
         try:
-            accepted = await asyncio.to_thread(apply_batch, engine, centre, messages)
+            accepted = await asyncio.to_thread(apply_batch, engine, centre, messages, publisher)
         except Exception:
             log.exception(
                 "inbox of %s could not store %d routes; they will come back", centre, len(messages)
@@ -111,5 +137,7 @@ async def run(js: JetStreamContext, engine: Engine, centre: str) -> None:
             for msg in messages:
                 await msg.nak(delay=2)
             continue
+        if publisher is not None:
+            publisher.wake_relay()
         for msg, ok in zip(messages, accepted, strict=True):
             await (msg.ack() if ok else msg.term())

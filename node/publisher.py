@@ -9,9 +9,17 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ctta.protocol.envelope import build_event
+from ctta.protocol.envelope import MAX_EVENT_BYTES, build_event
 from ctta.protocol.signing import SigningKey
 from ctta.server.outbox import service as outbox
+
+
+class EventTooLarge(ValueError):
+    """The signed event would be larger than the hub accepts; the write must be refused.
+
+    Raised inside the write's transaction, so neither the change nor its event is kept
+    (the hub would otherwise dead-letter the event and the federation never see it).
+    """
 
 
 @dataclass(frozen=True)
@@ -51,4 +59,9 @@ class Publisher:
             signing_key=self.signing_key,
             time=time,
         )
+        if len(event.body) > MAX_EVENT_BYTES:  # the hub's check in `parse_event`
+            raise EventTooLarge(
+                f"the published part of this {kind} would be an event of {len(event.body)} "
+                f"bytes; the federation accepts at most {MAX_EVENT_BYTES}"
+            )
         outbox.enqueue(session, event, kind=kind, record_id=entity_id, version=version)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from ctta.protocol.envelope import HEADER_PREFIX, MSG_ID_HEADER, Envelope, record_event_type
 from ctta.protocol.heartbeat import Heartbeat
 from ctta.protocol.matches import RESPONSE_TYPE, MatchProposal, MatchResponse
+from ctta.protocol.resync import RESYNC_TYPE, ResyncRequest
 from ctta.protocol.schemas import TOMBSTONE, event_schema
 from ctta.protocol.subjects import EVENTS_ROOT, HEARTBEAT_ROOT, RESPONSE_KIND, ROUTES_ROOT
 from ctta.protocol.taxonomy import CENTRES, RecordKind
@@ -145,7 +146,7 @@ def build_document() -> dict[str, Any]:
             )
             record_messages.append(message_id)
     schemas["Tombstone"] = _hoist(event_schema(TOMBSTONE), schemas)
-    for model in (MatchResponse, MatchProposal, Heartbeat):
+    for model in (MatchResponse, MatchProposal, Heartbeat, ResyncRequest):
         schemas[model.__name__] = _hoist(_model_schema(model), schemas)
     messages["matchResponded"] = _message(
         "matchResponded",
@@ -166,6 +167,14 @@ def build_document() -> dict[str, Any]:
             f"The hub {status} a match between a demand and an achievement.",
         )
         route_messages.append(message_id)
+    messages["resyncRequested"] = _message(
+        "resyncRequested",
+        RESYNC_TYPE,
+        "ResyncRequest",
+        ROUTE_HEADERS,
+        "The hub's index differs from the centre's manifest: re-publish the records of the "
+        "buckets whose summary differs.",
+    )
     messages["heartbeat"] = {
         "name": "heartbeat",
         "title": "Heartbeat",
@@ -184,7 +193,8 @@ def build_document() -> dict[str, Any]:
         list(ROUTE_ATTRIBUTES),
         ROUTE_HEADERS,
         "CloudEvents 1.0 binary mode, from the hub.",
-        "`<matchId>.<revision>.<centre>`: the same for every retry of one revision",
+        "`<matchId>.<revision>.<centre>` for a match route, the request id for a resync: "
+        "the same for every retry",
     )
     centre = {
         "description": "Centre id: a lowercase slug",
@@ -220,10 +230,22 @@ def build_document() -> dict[str, Any]:
                 name: {"$ref": f"#/components/messages/{name}"} for name in route_messages
             },
         },
+        "resyncRoutes": {
+            "address": f"{ROUTES_ROOT}.{{centre}}.resync.{{requestId}}",
+            "title": "Resync requests",
+            "description": "Hub to centre, from anti-entropy: the hub's index differs from the "
+            "manifest in the centre's heartbeat (stream CTTA_ROUTES).",
+            "parameters": {
+                "centre": centre,
+                "requestId": {"description": "ULID of the request"},
+            },
+            "messages": {"resyncRequested": {"$ref": "#/components/messages/resyncRequested"}},
+        },
         "heartbeats": {
             "address": f"{HEARTBEAT_ROOT}.{{centre}}",
             "title": "Heartbeats",
-            "description": "Liveness of each centre's node, every few seconds.",
+            "description": "Liveness of each centre's node, every few seconds, with the "
+            "count and digest of what it publishes (anti-entropy).",
             "parameters": {"centre": centre},
             "messages": {"heartbeat": {"$ref": "#/components/messages/heartbeat"}},
         },
@@ -244,6 +266,7 @@ def build_document() -> dict[str, Any]:
                 "Follow the federation catalogue (durable pull consumer, explicit ack).",
             ),
             ("matchRoutes", "A centre receives the proposals routed to it."),
+            ("resyncRoutes", "A centre re-publishes what the hub's index misses."),
             ("heartbeats", "Watch which nodes are alive."),
         )
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,18 +25,31 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    ExternalStream,
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
 )
 
-from ctta.protocol.subjects import ALL_EVENTS, ALL_ROUTES
+from ctta.protocol.subjects import (
+    ALL_EVENTS,
+    ALL_ROUTES,
+    centre_events,
+    centre_routes,
+    route_delivery,
+    source_delivery,
+)
 
 log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "CTTA_EVENTS"
 ROUTES_STREAM = "CTTA_ROUTES"
 HUB_INDEXER = "hub-indexer"
+# Leaf topology: the hub cluster's JetStream domain and replication; each centre's leaf
+# server has its own domain named after the centre.
+HUB_DOMAIN = "hub"
+HUB_REPLICAS = 3
 
 # Keep a few versions per record for forensics; the newest one is the catalogue entry.
 HISTORY_PER_SUBJECT = 5
@@ -45,13 +59,21 @@ DUPLICATE_WINDOW_SECONDS = 2 * 3600.0
 PublishError = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
 
 
-def events_stream_config() -> StreamConfig:
+def events_stream_config(
+    subjects: list[str] | None = None,
+    sources: list[StreamSource] | None = None,
+    replicas: int = 1,
+) -> StreamConfig:
+    """The event catalogue. Single server: listens on every centre's events. Leaf topology:
+    a centre's stream listens on its own events; the hub's only sources the centres'."""
     return StreamConfig(
         name=EVENTS_STREAM,
         description="State of every federation record, newest per subject; the catalogue.",
-        subjects=[ALL_EVENTS],
+        subjects=[ALL_EVENTS] if subjects is None and sources is None else subjects,
+        sources=sources,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
+        num_replicas=replicas,
         max_msgs_per_subject=HISTORY_PER_SUBJECT,
         discard=DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
@@ -59,16 +81,43 @@ def events_stream_config() -> StreamConfig:
     )
 
 
-def routes_stream_config() -> StreamConfig:
+def routes_stream_config(
+    sources: list[StreamSource] | None = None, replicas: int = 1
+) -> StreamConfig:
+    """Hub-to-centre routes. At a centre's leaf it only sources the centre's own routes, so
+    the node binds its inbox to the same stream name on either topology."""
     return StreamConfig(
         name=ROUTES_STREAM,
         description="Hub-to-centre match proposals and updates.",
-        subjects=[ALL_ROUTES],
+        subjects=[ALL_ROUTES] if sources is None else None,
+        sources=sources,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
+        num_replicas=replicas,
         max_msgs_per_subject=HISTORY_PER_SUBJECT,
         discard=DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+
+
+def hub_events_sources(centres: list[str]) -> list[StreamSource]:
+    """One source per centre, each filtered to that centre's own subjects: a message a
+    centre stored under another centre's name is never copied to the hub."""
+    return [
+        StreamSource(
+            name=EVENTS_STREAM,
+            filter_subject=centre_events(centre),
+            external=ExternalStream(api=f"$JS.{centre}.API", deliver=source_delivery(centre)),
+        )
+        for centre in centres
+    ]
+
+
+def centre_inbox_source(centre: str) -> StreamSource:
+    return StreamSource(
+        name=ROUTES_STREAM,
+        filter_subject=centre_routes(centre),
+        external=ExternalStream(api=f"$JS.{HUB_DOMAIN}.API", deliver=route_delivery(centre)),
     )
 
 
@@ -93,12 +142,15 @@ async def connect(
     on_state_change: Callable[[str], Awaitable[None] | None] | None = None,
     connect_timeout: float = 2.0,
     credentials_file: str | None = None,
+    nkey_seed: str | None = None,
 ) -> NatsClient:
     """Connect, retrying until the server answers, then keep reconnecting forever.
 
     nats-py gives up after 60 reconnects by default and raises if the first connection
-    fails; a federation service must instead outlive any backbone outage.
+    fails; a federation service must instead outlive any backbone outage. `url` may list
+    several servers of a cluster, comma-separated; `nkey_seed` logs in as an NKey user.
     """
+    servers = [server.strip() for server in url.split(",") if server.strip()]
 
     async def notify(state: str) -> None:
         log.info("nats %s: %s", name, state)
@@ -126,7 +178,7 @@ async def connect(
             # With -1 here nats-py would loop inside connect() forever, deaf to cancellation;
             # so the first attempt is bounded and the unlimited reconnects are set after it.
             nc = await nats.connect(
-                url,
+                servers,
                 name=name,
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,
@@ -137,10 +189,13 @@ async def connect(
                 reconnected_cb=reconnected_cb,
                 closed_cb=closed_cb,
                 user_credentials=credentials_file,
+                nkeys_seed_str=nkey_seed,
             )
         except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
             raise_if_cancelled()
-            log.warning("nats %s: cannot reach %s (%s); retrying in %.1fs", name, url, exc, delay)
+            log.warning(
+                "nats %s: cannot reach %s (%s); retrying in %.1fs", name, redact(url), exc, delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             continue
@@ -150,6 +205,11 @@ async def connect(
             raise_if_cancelled()
         await notify("connected")
         return nc
+
+
+def redact(url: str) -> str:
+    """A NATS URL fit for a log line: credentials in it are replaced by `***`."""
+    return re.sub(r"//[^/@,]*@", "//***@", url)
 
 
 def _cancelling() -> bool:
@@ -217,6 +277,47 @@ async def provision_single_server(js: JetStreamContext) -> dict[str, str]:
             js, EVENTS_STREAM, indexer_consumer_config()
         ),
     }
+
+
+async def provision_hub(js: JetStreamContext, centres: list[str]) -> dict[str, str]:
+    """The hub cluster's streams (replicated) and its indexer, in domain `hub`."""
+    events = events_stream_config(sources=hub_events_sources(centres), replicas=HUB_REPLICAS)
+    return {
+        f"{HUB_DOMAIN}/{EVENTS_STREAM}": await ensure_stream(js, events),
+        f"{HUB_DOMAIN}/{ROUTES_STREAM}": await ensure_stream(
+            js, routes_stream_config(replicas=HUB_REPLICAS)
+        ),
+        f"{HUB_DOMAIN}/{EVENTS_STREAM}/{HUB_INDEXER}": await ensure_consumer(
+            js, EVENTS_STREAM, indexer_consumer_config()
+        ),
+    }
+
+
+async def provision_centre(js: JetStreamContext, centre: str) -> dict[str, str]:
+    """A centre's leaf streams: its own events, and its inbox sourcing its routes."""
+    return {
+        f"{centre}/{EVENTS_STREAM}": await ensure_stream(
+            js, events_stream_config(subjects=[centre_events(centre)])
+        ),
+        f"{centre}/{ROUTES_STREAM}": await ensure_stream(
+            js, routes_stream_config(sources=[centre_inbox_source(centre)])
+        ),
+    }
+
+
+async def provision_leaf_topology(
+    nc: NatsClient, centres: list[str], *, timeout: float = 5.0
+) -> dict[str, str]:
+    """Everything, from one connection to the hub cluster: the hub's streams, then each
+    centre's through its domain's API across the leaf link. A centre whose leaf is not
+    connected is reported and skipped; running again later completes it."""
+    outcome = await provision_hub(nc.jetstream(timeout=timeout), centres)
+    for centre in centres:
+        try:
+            outcome |= await provision_centre(nc.jetstream(domain=centre, timeout=timeout), centre)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            outcome[f"{centre}/*"] = f"unreachable ({exc!r}); is its leaf server connected?"
+    return outcome
 
 
 @dataclass

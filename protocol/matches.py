@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from ctta.protocol.records import CentreId, RecordRef, StrictModel
+from ctta.protocol.records import CentreId, RecordRef, StrictModel, Version
 from ctta.protocol.taxonomy import MATCH_TRANSITIONS, DeclineReason, MatchStage
 
 RESPONSE_TYPE = "org.ctta.match.responded.v1"
@@ -61,7 +61,7 @@ class MatchResponse(StrictModel):
 
     match_id: MatchId
     centre: CentreId
-    sequence: int = Field(ge=1, description="This centre's n-th step on this match")
+    sequence: Version = Field(description="This centre's n-th step on this match")
     stage: MatchStage
     previous_stage: MatchStage
     reason: DeclineReason | None = None

@@ -45,6 +45,10 @@ RecordId = Annotated[str, StringConstraints(pattern=ULID_PATTERN)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Trl = Annotated[int, Field(ge=TRL_MIN, le=TRL_MAX, description="Technology readiness level 1–9")]
+# Versions and sequences are INTEGER columns in every store (int4 on PostgreSQL): an event
+# with a larger one is refused by its schema instead of failing in the database.
+MAX_VERSION = 2**31 - 1
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 def _check_ipc(code: str) -> str:
@@ -206,7 +210,7 @@ class RecordMeta(StrictModel):
     id: RecordId
     centre: CentreId
     kind: RecordKind
-    version: int = Field(ge=1)
+    version: Version
     created_at: datetime
     updated_at: datetime
 
@@ -243,6 +247,6 @@ class Tombstone(StrictModel):
     id: RecordId
     centre: CentreId
     kind: RecordKind
-    version: int = Field(ge=1)
+    version: Version
     withdrawn_at: datetime
     reason: Literal["withdrawn", "private"]

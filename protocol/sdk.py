@@ -250,15 +250,19 @@ class Subscription:
         password: str | None = None,
         token: str | None = None,
         credentials_file: str | None = None,
+        nkey_seed: str | None = None,
     ) -> Subscription:
         """Connect and bind the durable consumer, creating it with `start` if it is new.
 
-        Credentials: user and password, a token, or a NATS `.creds` file (JWT + NKey seed)
-        as issued to integrators in the production topology.
+        Credentials: user and password, a token, a NATS `.creds` file (JWT + NKey seed), or
+        the NKey seed that `ctta keys init --integrator NAME` issues in the production
+        topology, where the consumer `int-NAME` is pre-created and the only one it may read.
         """
         url = with_credentials(nats_url, user=user, password=password, token=token)
         name = f"ctta-integrator-{durable or 'ephemeral'}"
-        nc = await backbone.connect(url, name, credentials_file=credentials_file)
+        nc = await backbone.connect(
+            url, name, credentials_file=credentials_file, nkey_seed=nkey_seed
+        )
         try:
             config = consumer_config(
                 durable,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from ctta.protocol.records import CentreId, RecordId, RecordRef, StrictModel
+from ctta.protocol.records import CentreId, RecordId, RecordRef, StrictModel, Version
 from ctta.protocol.taxonomy import TRL_MAX, TRL_MIN, RecordKind, TechnologyField
 
 SEARCH_UPSERTED = "org.ctta.search.upserted.v1"
@@ -35,14 +35,14 @@ class SavedSearch(SearchQuery):
 
     id: RecordId
     centre: CentreId
-    version: int = Field(ge=1)
+    version: Version
     updated_at: datetime
 
 
 class SearchWithdrawn(StrictModel):
     id: RecordId
     centre: CentreId
-    version: int = Field(ge=1)
+    version: Version
 
 
 class SearchAlert(StrictModel):

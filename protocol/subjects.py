@@ -76,11 +76,16 @@ def alert_subject(centre: str, alert_id: str) -> str:
     return f"{ROUTES_ROOT}.{_check_centre(centre)}.alert.{_check_token(alert_id, 'alert id')}"
 
 
+def resync_subject(centre: str, request_id: str) -> str:
+    """Hub → centre: re-publish the records of the buckets where the hub's index differs."""
+    return f"{ROUTES_ROOT}.{_check_centre(centre)}.resync.{_check_token(request_id, 'request id')}"
+
+
 def route_kind(subject: str) -> str:
-    """`match` or `alert`: what a route message carries."""
+    """`match`, `alert` or `resync`: what a route message carries."""
     parts = subject.split(".")
     if len(parts) != 6 or ".".join(parts[:3]) != ROUTES_ROOT:
-        raise SubjectError(f"{subject!r} is not ctta.v1.route.<centre>.<match|alert>.<id>")
+        raise SubjectError(f"{subject!r} is not ctta.v1.route.<centre>.<kind>.<id>")
     return parts[4]
 
 
@@ -127,3 +132,21 @@ def parse_heartbeat_subject(subject: str) -> str:
     if not subject.startswith(prefix):
         raise SubjectError(f"{subject!r} is not a heartbeat subject")
     return _check_centre(subject.removeprefix(prefix))
+
+
+# --- leaf topology plumbing: where cross-domain stream sourcing delivers ----------------
+
+
+def centre_events(centre: str) -> str:
+    """Everything a centre owns: the one prefix its leaf credential may publish on."""
+    return f"{EVENTS_ROOT}.{_check_centre(centre)}.>"
+
+
+def source_delivery(centre: str) -> str:
+    """Delivery prefix of the hub's source consumer in the centre's domain (leaf → hub)."""
+    return f"ctta.deliver.{_check_centre(centre)}"
+
+
+def route_delivery(centre: str) -> str:
+    """Delivery prefix of the centre inbox's source consumer on the hub's routes (hub → leaf)."""
+    return f"ctta.route.{_check_centre(centre)}"

@@ -19,6 +19,14 @@ from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, 
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+# Limits that keep client input from failing inside SQL instead of being refused (422):
+# the largest INTEGER on PostgreSQL (SQLite would take up to 2**63 - 1, then overflow the
+# driver), a bound on OFFSET paging (deep offsets scan the table), and text without NUL,
+# which PostgreSQL refuses in text columns.
+MAX_ROW_ID = 2**31 - 1
+MAX_OFFSET = 10_000
+NO_NUL = r"^[^\x00]*$"
+
 
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever scheme the operator wrote."""

@@ -11,13 +11,47 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Text, case, func, or_
 from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, select
 
 from ctta.server.db import UtcDateTime
 
 MAX_BODY = 64 * 1024
+
+# Reasons are free text with ids in them; metrics group them into these few classes (LIKE
+# patterns over the messages of ctta.protocol.envelope, the indexer and the inbox, first
+# match wins) so a label never carries an id. Anything new shows up as "other".
+REASON_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("signature", ("bad signature%", "event is not signed")),
+    (
+        "provenance",
+        (
+            "signing key %",
+            "subject centre %",
+            "source %",
+            "ce-subject %",
+            "centre % is not a party to match %",
+            "match % does not involve %",
+        ),
+    ),
+    ("stale", ("stale %", "response % is not newer than %", "match % was retracted", "no match %")),
+    ("private", ("a private record %",)),
+    ("schema", ("data does not match %", "not a % message: %")),
+    (
+        "envelope",
+        (
+            "no ce-* headers%",
+            "bad envelope: %",
+            "body %",
+            "type % does not fit %",
+            "% differ from the envelope",
+            "% events are not indexed",
+            "unknown route kind %",
+        ),
+    ),
+    ("unapplicable", ("could not be applied: %",)),
+)
 
 
 class DeadLetter(SQLModel, table=True):
@@ -102,3 +136,21 @@ def latest(
     return [
         DeadLetterRead.model_validate(row, from_attributes=True) for row in session.exec(statement)
     ]
+
+
+def counts_by_reason(session: Session) -> dict[tuple[str, str], int]:
+    """Dead letters per (centre, reason class), counted in the database."""
+    reason = col(DeadLetter.reason)
+    reason_class = case(
+        *((or_(*(reason.like(p) for p in patterns)), name) for name, patterns in REASON_CLASSES),
+        else_="other",
+    )
+    # Grouped over a subquery: PostgreSQL refuses to group by an expression whose bound
+    # parameters differ from those of the select list.
+    rows = select(
+        func.coalesce(DeadLetter.centre, "").label("centre"), reason_class.label("reason")
+    ).subquery()
+    statement = select(rows.c.centre, rows.c.reason, func.count()).group_by(
+        rows.c.centre, rows.c.reason
+    )
+    return {(centre, reason): count for centre, reason, count in session.exec(statement)}

@@ -30,7 +30,11 @@ async def supervise(
         except Exception:
             failures[name] = failures.get(name, 0) + 1
             log.exception(
-                "%s failed (%d times so far); restarting in %.1fs", name, failures[name], delay
+                "%s failed (%d times so far); restarting in %.1fs",
+                name,
+                failures[name],
+                delay,
+                extra={"task": name, "restarts": failures[name]},
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, MAX_BACKOFF_SECONDS)

@@ -72,6 +72,17 @@ def achievement_body(
     }
 
 
+def bus_battery_offer(**extra: Any) -> dict[str, Any]:
+    """An achievement that matches `demand_body()` across regions, above the threshold."""
+    return achievement_body(
+        title_zh="电动客车动力电池液冷热管理系统",
+        title_en="Liquid-cooled battery thermal management for buses",
+        fields=["new-energy-vehicles", "energy-storage"],
+        trl=7,
+        **extra,
+    )
+
+
 def demand_body(**extra: Any) -> dict[str, Any]:
     return {
         "title": {

@@ -47,6 +47,7 @@ def test_channels_headers_and_payloads_follow_the_contract() -> None:
     assert addresses == {
         "recordEvents": "ctta.v1.evt.{centre}.{kind}.{id}",
         "matchRoutes": "ctta.v1.route.{centre}.match.{matchId}",
+        "resyncRoutes": "ctta.v1.route.{centre}.resync.{requestId}",
         "heartbeats": "ctta.v1.hb.{centre}",
     }
     assert {op["action"] for op in document["operations"].values()} == {"receive"}

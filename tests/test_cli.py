@@ -20,6 +20,8 @@ from ctta.server.db import create_db_engine, migrate
 
 CTTA = str(Path(sys.executable).parent / "ctta")
 NODE_TABLES = {
+    "api_token",
+    "audit_entry",
     "record",
     "outbox_event",
     "inbox_match",

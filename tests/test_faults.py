@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import nats
 import pytest
 from sqlmodel import Session
 
-from ctta.deploy.natsserver import NatsServer
+from ctta.deploy.local import serving
+from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.index import service as index
 from ctta.hub.index.ingest import rebuild
+from ctta.node.app import create_app as create_node
 from ctta.protocol.envelope import build_event
-from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
+from ctta.server.db import create_db_engine
+from tests.support import (
+    STAFF,
+    Federation,
+    achievement_body,
+    demand_body,
+    eventually,
+    provision,
+)
 
 CENTRES = ("eastern", "southern", "ocean")
 
@@ -181,3 +199,84 @@ async def test_federation_on_postgresql(
         await eventually(later_found)
         letters = (await federation.hub.get("/api/v1/dead-letters", headers=STAFF)).json()
         assert any("not JSON" in letter["reason"] for letter in letters)
+
+
+@contextlib.contextmanager
+def _hub_process(port: int, nats_url: str, database: Path, registry: Path) -> Iterator[None]:
+    """`ctta hub` as its own process, so it can be killed like a crashed server."""
+    env = os.environ | {
+        "CTTA_NATS_URL": nats_url,
+        "CTTA_DATABASE_URL": f"sqlite:///{database}",
+        "CTTA_REGISTRY_FILE": str(registry),
+        "CTTA_MATCHING": "false",
+        "CTTA_READER_TOKENS": json.dumps([STAFF["Authorization"].removeprefix("Bearer ")]),
+    }
+    command = [str(Path(sys.executable).parent / "ctta"), "hub", "--port", str(port)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_hub_killed_mid_batch_restarts_to_the_union_of_manifests(
+    nats_server: NatsServer, node_settings, registry_file: Path, tmp_path: Path
+) -> None:
+    nodes = [node_settings(c, nats_server.url) for c in CENTRES]
+    await provision(nats_server.url)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            s.centre: await stack.enter_async_context(serving(create_node(s))) for s in nodes
+        }
+        for n in range(1500):
+            response = await clients[CENTRES[n % 3]].post(
+                "/api/v1/achievements", json=achievement_body(title_en=f"Offer {n}"), headers=STAFF
+            )
+            assert response.status_code == 201, response.text
+        expected = set()
+        for centre, node in clients.items():
+            manifest = await node.get("/api/v1/federation/manifest", params={"include": "records"})
+            expected |= {
+                (centre, r["kind"], r["id"], r["version"]) for r in manifest.json()["records"]
+            }
+
+        async def relayed() -> bool:
+            statuses = [(await c.get("/api/v1/federation/status")).json() for c in clients.values()]
+            return all(s["outbox_backlog"] == 0 for s in statuses)
+
+        await eventually(relayed, timeout=60)
+        port, database = free_port(), tmp_path / "hub.db"
+        hub_url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=hub_url) as hub:
+
+            async def indexed() -> int:
+                with contextlib.suppress(httpx.TransportError):
+                    return (await hub.get("/healthz")).json()["indexed"]
+                return 0
+
+            with _hub_process(port, nats_server.url, database, registry_file) as first:
+                killed_at = await eventually(indexed, timeout=60, interval=0.01)
+                first.kill()
+            assert killed_at < len(expected), "killed before the backlog was ingested"
+            with _hub_process(port, nats_server.url, database, registry_file):
+
+                async def converged() -> bool:
+                    return _entries(database) == expected
+
+                await eventually(converged, timeout=120, interval=0.5)
+                letters = (await hub.get("/api/v1/dead-letters", headers=STAFF)).json()
+                assert letters == []
+
+
+def _entries(database: Path) -> set[tuple[str, str, str, int]]:
+    engine = create_db_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as session:
+            return {(c, *entry) for c in CENTRES for entry in index.live_entries(session, c)}
+    finally:
+        engine.dispose()

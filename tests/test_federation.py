@@ -148,9 +148,21 @@ async def test_forged_and_malformed_events_are_dead_lettered(
         )
     ).json()
     await eventually(lambda: _has(federation, eastern["id"]))
-    published = (
-        await federation.hub.get(f"/api/v1/records/eastern/achievement/{eastern['id']}")
-    ).json()
+    # Version 2, so that version 1 is older: the same version again is a no-op, not stale.
+    assert (
+        await federation.nodes["eastern"].put(
+            f"/api/v1/achievements/{eastern['id']}",
+            json=achievement_body(version=1),
+            headers=STAFF,
+        )
+    ).status_code == 200
+    record_url = f"/api/v1/records/eastern/achievement/{eastern['id']}"
+
+    async def at_version_2() -> bool:
+        return (await federation.hub.get(record_url)).json().get("version") == 2
+
+    await eventually(at_version_2)
+    published = (await federation.hub.get(record_url)).json()
     forged_data = {**published, "title": {"en": "Forged title"}, "version": 5}
     subject = record_subject("eastern", RecordKind.ACHIEVEMENT, eastern["id"])
 
@@ -171,7 +183,9 @@ async def test_forged_and_malformed_events_are_dead_lettered(
     rogue = event(SigningKey.generate("eastern#rogue"))
     tampered = event(federation_keys["eastern"])
     stale = event(
-        federation_keys["eastern"], version=1, data={**published, "title": {"en": "Forged title"}}
+        federation_keys["eastern"],
+        version=1,
+        data={**published, "version": 1, "title": {"en": "Forged title"}},
     )
     bad_schema = event(federation_keys["eastern"], data={**forged_data, "trl": 42})
     private = event(federation_keys["eastern"], data={**forged_data, "visibility": "private"})
@@ -214,7 +228,7 @@ async def test_forged_and_malformed_events_are_dead_lettered(
     for (_, _, expected), reason in zip(cases, reasons, strict=True):
         assert expected in reason, (expected, reason)
     hit = (await federation.search(q="电池"))["hits"][0]
-    assert hit["version"] == 1 and hit["title"]["zh"] == "锂电池回收再利用技术"
+    assert hit["version"] == 2 and hit["title"]["zh"] == "锂电池回收再利用技术"
     assert (await federation.search(q="forged"))["total"] == 0
     listed = (
         await federation.hub.get("/api/v1/dead-letters", params={"limit": 3}, headers=STAFF)

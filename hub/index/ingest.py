@@ -3,7 +3,9 @@
 Per batch: check each event (subject centre = `ce-centre` = source = key owner, signature,
 schema, version newer than stored), apply the good ones and dead-letter the bad ones in
 one transaction, commit, then ack (good) or terminate (bad). A crash before the commit
-means redelivery; a redelivered event is recognised by its id and acked again.
+means redelivery; a redelivered event is recognised by its id and acked again. An event
+of the version already stored is a re-publication (a node answering a resync request):
+acked and counted as unchanged. Only an older version is stale and dead-lettered.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Outcome:
 
     applied: bool
     dead_letter: str | None = None
+    unchanged: bool = False  # the version the index holds, re-published: nothing to do
     change: Change | None = None
     event: ReceivedEvent | None = None  # set when applied: its parsed centre and time
     terms: str | None = None  # search terms of an upserted record, for saved searches
@@ -71,6 +74,7 @@ class IngestState:
 
     indexed: int = 0
     duplicates: int = 0
+    unchanged: int = 0
     dead_letters: int = 0
     last_batch_at: datetime | None = None
     last_error: str | None = None
@@ -126,7 +130,9 @@ def apply_event(
     existing = writer.find(envelope.centre, kind.value, record.id)
     if existing is not None and existing.event_id == envelope.id:
         return Outcome(applied=False)  # redelivery of what we already applied
-    if existing is not None and existing.version >= envelope.version:
+    if existing is not None and existing.version == envelope.version:
+        return Outcome(applied=False, unchanged=True)  # re-published, e.g. for a resync
+    if existing is not None and existing.version > envelope.version:
         return _reject(
             f"stale version {envelope.version}; the index holds version {existing.version}"
         )
@@ -287,6 +293,9 @@ class Indexer:
                 await msg.term()
                 continue
             await msg.ack()
+            if outcome.unchanged:
+                self.state.unchanged += 1
+                continue
             if not outcome.applied:
                 self.state.duplicates += 1
                 continue

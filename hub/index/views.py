@@ -6,12 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ctta.hub.deps import IsReader, ReaderOnly, SessionDep
+from ctta.hub.deps import Cursor, IsReader, ReaderOnly, SessionDep
 from ctta.hub.index import service
 from ctta.hub.index.models import SearchPage
+from ctta.protocol.records import CentreId, RecordId
 from ctta.protocol.schemas import event_schema, schema_names
 from ctta.protocol.taxonomy import RecordKind, TechnologyField, Visibility
 from ctta.server import deadletters
+from ctta.server.db import MAX_OFFSET
 
 router = APIRouter(tags=["index"])
 
@@ -25,11 +27,11 @@ def search(
         Query(max_length=200, description="Chinese and/or English; all terms must match"),
     ] = None,
     kind: Annotated[list[RecordKind], Query()] = [],  # noqa: B006  (FastAPI reads the default)
-    centre: Annotated[list[str], Query(max_length=32)] = [],  # noqa: B006
+    centre: Annotated[list[CentreId], Query()] = [],  # noqa: B006
     field: TechnologyField | None = None,
     trl_min: Annotated[int | None, Query(ge=1, le=9)] = None,
     trl_max: Annotated[int | None, Query(ge=1, le=9)] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> SearchPage:
     return service.search(
@@ -48,7 +50,7 @@ def search(
 
 @router.get("/records/{centre}/{kind}/{record_id}", summary="One record as the hub indexed it")
 def get_record(
-    centre: str, kind: RecordKind, record_id: str, session: SessionDep, reader: IsReader
+    centre: CentreId, kind: RecordKind, record_id: RecordId, session: SessionDep, reader: IsReader
 ) -> dict[str, Any]:
     row = service.find(session, centre, kind.value, record_id)
     hidden = (
@@ -70,10 +72,8 @@ def get_record(
 )
 def dead_letters(
     session: SessionDep,
-    centre: Annotated[str | None, Query(max_length=64)] = None,
-    before_id: Annotated[
-        int | None, Query(ge=1, description="Cursor: id of the last row seen")
-    ] = None,
+    centre: CentreId | None = None,
+    before_id: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[deadletters.DeadLetterRead]:
     return deadletters.latest(session, centre=centre, before_id=before_id, limit=limit)

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ctta.hub.deps import AppStateDep, ReaderOnly, SessionDep
+from ctta.hub.deps import AppStateDep, ReaderOnly, SessionDep, invalid
 from ctta.hub.matching import service
 from ctta.hub.matching.models import MatchView, PreviewRequest, ProposalView
 from ctta.protocol.taxonomy import CENTRE_ID_PATTERN
+from ctta.server.db import MAX_OFFSET
 
 # Matches show negotiation stages and alliance-only titles: alliance members only.
 router = APIRouter(prefix="/matches", tags=["matches"], dependencies=[ReaderOnly])
@@ -25,7 +26,7 @@ def list_matches(
     centre: Annotated[str | None, Query(pattern=CENTRE_ID_PATTERN)] = None,
     status_: Annotated[str | None, Query(alias="status", pattern="^(proposed|retracted)$")] = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[MatchView]:
     return service.list_matches(
@@ -46,9 +47,7 @@ def preview(body: PreviewRequest, state: AppStateDep) -> list[ProposalView]:
         )
     content = body.demand if body.kind == "demand" else body.achievement
     if content is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"give the record as '{body.kind}'"
-        )
+        raise invalid(body.kind, f"give the record as '{body.kind}'")
     data = {
         **content.model_dump(mode="json"),
         "kind": body.kind,

@@ -6,11 +6,11 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from sqlmodel import col, select
 from ulid import ULID
 
-from ctta.hub.deps import ReaderOnly, SessionDep
+from ctta.hub.deps import Cursor, ReaderOnly, SessionDep, invalid
 from ctta.hub.webhooks import service
 from ctta.hub.webhooks.models import (
     Delivery,
@@ -21,7 +21,10 @@ from ctta.hub.webhooks.models import (
     WebhookRead,
     as_read,
 )
-from ctta.server.db import write_gate
+from ctta.protocol.records import RecordId
+from ctta.server.db import MAX_ROW_ID, write_gate
+
+MAX_URL = col(Webhook.url).type.length  # PostgreSQL refuses a longer one with an error
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[ReaderOnly])
 
@@ -41,7 +44,9 @@ def _load(session: SessionDep, webhook_id: str) -> Webhook:
 )
 def create(body: WebhookCreate, session: SessionDep, request: Request) -> WebhookCreated:
     if body.url.scheme != "https" and not request.app.state.settings.webhook_allow_http:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "webhook URLs must use https")
+        raise invalid("url", "webhook URLs must use https")
+    if len(str(body.url)) > MAX_URL:
+        raise invalid("url", f"the URL is longer than {MAX_URL} characters")
     webhook = Webhook(
         id=str(ULID()),
         url=str(body.url),
@@ -69,7 +74,7 @@ def list_webhooks(session: SessionDep) -> list[WebhookRead]:
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Stop deliveries to an endpoint",
 )
-def deactivate(webhook_id: str, session: SessionDep) -> None:
+def deactivate(webhook_id: RecordId, session: SessionDep) -> None:
     webhook = _load(session, webhook_id)
     webhook.active = False
     with write_gate(session.get_bind()):
@@ -83,14 +88,12 @@ def deactivate(webhook_id: str, session: SessionDep) -> None:
     summary="Delivery log, newest first",
 )
 def deliveries(
-    webhook_id: str,
+    webhook_id: RecordId,
     session: SessionDep,
     status_: Annotated[
         str | None, Query(alias="status", pattern="^(pending|delivered|dead)$")
     ] = None,
-    before_id: Annotated[
-        int | None, Query(ge=1, description="Cursor: id of the last row seen")
-    ] = None,
+    before_id: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[DeliveryRead]:
     _load(session, webhook_id)
@@ -112,7 +115,11 @@ def deliveries(
     response_model=DeliveryRead,
     summary="Queue a dead delivery again",
 )
-def redrive(webhook_id: str, delivery_id: int, session: SessionDep) -> DeliveryRead:
+def redrive(
+    webhook_id: RecordId,
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    session: SessionDep,
+) -> DeliveryRead:
     with write_gate(session.get_bind()):
         row = service.redrive(session, webhook_id, delivery_id)
         if row is None:

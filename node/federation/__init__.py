@@ -1,1 +1,1 @@
-"""This node's face to the federation: manifest, status and heartbeat."""
+"""This node's face to the federation: manifest, status, heartbeat and resync answers."""

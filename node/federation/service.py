@@ -1,19 +1,18 @@
-"""Manifest digest and the counts a heartbeat carries."""
+"""Manifest, heartbeat and the record states a resync re-publishes."""
 
 from __future__ import annotations
 
-import hashlib
+from datetime import UTC, datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from ctta.node.federation.models import Manifest, ManifestEntry
 from ctta.node.records import service as records
-
-
-def manifest_digest(entries: list[tuple[str, str, int]]) -> str:
-    """The same digest the hub computes over its index, so the two can be compared."""
-    lines = sorted(f"{kind}/{record_id}/{version}" for kind, record_id, version in entries)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+from ctta.node.records.models import Record
+from ctta.protocol.heartbeat import Heartbeat
+from ctta.protocol.manifest import bucket_of, manifest_digest, summary
+from ctta.server.outbox import service as outbox
+from ctta.server.outbox.models import OutboxEvent
 
 
 def manifest(session: Session, centre: str, *, include_records: bool) -> Manifest:
@@ -31,3 +30,33 @@ def manifest(session: Session, centre: str, *, include_records: bool) -> Manifes
 def published_counts(session: Session) -> dict[str, int]:
     """Counted in SQL: heartbeats run every few seconds, manifests rarely."""
     return records.published_counts(session)
+
+
+def heartbeat(session: Session, centre: str, node_url: str | None) -> Heartbeat:
+    """Liveness, backlog, counts and the manifest summary the hub's anti-entropy compares."""
+    return Heartbeat(
+        centre=centre,
+        node_url=node_url,
+        sent_at=datetime.now(UTC),
+        outbox_backlog=outbox.backlog(session),
+        counts=published_counts(session),
+        manifest=summary(records.manifest_rows(session)),
+    )
+
+
+def records_in_buckets(session: Session, wanted: set[str]) -> list[Record]:
+    """Every record of the given buckets that the federation may know of, locked for update.
+
+    That is every record with an outbox row: published ones, and unpublished ones that were
+    published once, whose tombstone may be what the hub missed. A record never published
+    stays unknown. The lock (PostgreSQL) keeps a concurrent write from slipping a newer
+    version into the outbox ahead of the older one re-published here.
+    """
+    known = select(Record.kind, Record.id).where(col(Record.id).in_(select(OutboxEvent.record_id)))
+    ids = [
+        record_id for kind, record_id in session.exec(known) if bucket_of(kind, record_id) in wanted
+    ]
+    if not ids:
+        return []
+    statement = select(Record).where(col(Record.id).in_(ids)).order_by(col(Record.id))
+    return list(session.exec(statement.with_for_update()))

@@ -6,10 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from ctta.node.deps import SessionDep, SettingsDep, StaffOnly
+from ctta.node.deps import AUTH_RESPONSES, SessionDep, SettingsDep, StaffOnly
 from ctta.node.federation import service
 from ctta.node.federation.models import FederationStatus, Manifest
 from ctta.server import deadletters
+from ctta.server.db import MAX_ROW_ID
 from ctta.server.outbox import service as outbox
 
 router = APIRouter(prefix="/federation", tags=["federation"])
@@ -46,12 +47,13 @@ def get_status(request: Request, session: SessionDep, settings: SettingsDep) -> 
     "/dead-letters",
     response_model=list[deadletters.DeadLetterRead],
     dependencies=[StaffOnly],
-    summary="Route messages this node refused, newest first",
+    responses=AUTH_RESPONSES,
+    summary="Route messages this node refused, newest first (staff)",
 )
 def dead_letters(
     session: SessionDep,
     before_id: Annotated[
-        int | None, Query(ge=1, description="Cursor: id of the last row seen")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="Cursor: id of the last row seen")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[deadletters.DeadLetterRead]:

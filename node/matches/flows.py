@@ -8,11 +8,14 @@ from pydantic import ValidationError
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from ctta.node.audit import service as audit
+from ctta.node.audit.models import AuditAction
 from ctta.node.matches.models import InboxMatch, ResponseRequest
 from ctta.node.publisher import Publisher
 from ctta.protocol.matches import RESPONSE_TYPE, MatchResponse, can_move
 from ctta.protocol.subjects import RESPONSE_KIND, response_subject
 from ctta.protocol.taxonomy import MATCH_TRANSITIONS, MatchStage
+from ctta.server.auth import Principal
 
 
 class ResponseError(Exception):
@@ -20,7 +23,11 @@ class ResponseError(Exception):
 
 
 def respond(
-    session: Session, publisher: Publisher, row: InboxMatch, request: ResponseRequest
+    session: Session,
+    publisher: Publisher,
+    row: InboxMatch,
+    request: ResponseRequest,
+    actor: Principal,
 ) -> InboxMatch:
     if row.status != "proposed":
         raise ResponseError(f"match {row.id} was retracted by the hub")
@@ -66,5 +73,6 @@ def respond(
         schema="response",
         time=now,
     )
+    audit.note(session, actor, AuditAction.RESPOND, RESPONSE_KIND, row.id, response.sequence)
     session.refresh(row)
     return row

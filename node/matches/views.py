@@ -4,21 +4,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ctta.node.deps import PublisherDep, SessionDep, StaffOnly
+from ctta.node.deps import AUTH_RESPONSES, PublisherDep, SessionDep, Staff, StaffOnly
 from ctta.node.matches import flows, service
 from ctta.node.matches.models import InboxMatch, MatchPage, MatchRead, ResponseRequest
-from ctta.server.db import write_gate
+from ctta.protocol.matches import MatchId
+from ctta.protocol.records import ULID_PATTERN
+from ctta.server.db import MAX_OFFSET, write_gate
 
-router = APIRouter(prefix="/matches", tags=["matches"], dependencies=[StaffOnly])
+router = APIRouter(
+    prefix="/matches", tags=["matches"], dependencies=[StaffOnly], responses=AUTH_RESPONSES
+)
 
 
 @router.get("", response_model=MatchPage, summary="Proposals routed to this centre, best first")
 def list_matches(
     session: SessionDep,
     status_: Annotated[str | None, Query(alias="status", pattern="^(proposed|retracted)$")] = None,
-    record: Annotated[str | None, Query(max_length=26, description="One of our record ids")] = None,
+    record: Annotated[
+        str | None, Query(pattern=ULID_PATTERN, description="One of our record ids")
+    ] = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> MatchPage:
     rows, next_offset = service.page(
@@ -27,7 +33,7 @@ def list_matches(
     return MatchPage(items=[service.read(row) for row in rows], next_offset=next_offset)
 
 
-def _load(session: SessionDep, match_id: str) -> InboxMatch:
+def _load(session: SessionDep, match_id: MatchId) -> InboxMatch:
     row = session.get(InboxMatch, match_id)
     if row is None:
         raise HTTPException(
@@ -37,7 +43,7 @@ def _load(session: SessionDep, match_id: str) -> InboxMatch:
 
 
 @router.get("/{match_id}", response_model=MatchRead, summary="One routed proposal")
-def get_match(match_id: str, session: SessionDep) -> MatchRead:
+def get_match(match_id: MatchId, session: SessionDep) -> MatchRead:
     return service.read(_load(session, match_id))
 
 
@@ -48,12 +54,16 @@ def get_match(match_id: str, session: SessionDep) -> MatchRead:
     responses={409: {"description": "Out of order, or the match was retracted"}},
 )
 def respond(
-    match_id: str, body: ResponseRequest, session: SessionDep, publisher: PublisherDep
+    match_id: MatchId,
+    body: ResponseRequest,
+    session: SessionDep,
+    publisher: PublisherDep,
+    staff: Staff,
 ) -> MatchRead:
     row = _load(session, match_id)
     try:
         with write_gate(session.get_bind()):
-            row = flows.respond(session, publisher, row, body)
+            row = flows.respond(session, publisher, row, body, staff)
             session.commit()
     except flows.ResponseError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from sqlmodel import Session
 from ulid import ULID
 
+from ctta.node.audit import service as audit
+from ctta.node.audit.models import AuditAction
 from ctta.node.publisher import Publisher
 from ctta.node.records import service
 from ctta.node.records.models import Record
@@ -26,6 +28,7 @@ from ctta.protocol.records import (
 )
 from ctta.protocol.subjects import record_subject
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
+from ctta.server.auth import Principal
 
 
 class ConflictError(Exception):
@@ -58,7 +61,7 @@ def published_view(record: Record) -> BaseModel:
     )
 
 
-def _enqueue_upsert(session: Session, publisher: Publisher, record: Record) -> None:
+def enqueue_upsert(session: Session, publisher: Publisher, record: Record) -> None:
     kind = RecordKind(record.kind)
     _enqueue(
         session,
@@ -70,7 +73,7 @@ def _enqueue_upsert(session: Session, publisher: Publisher, record: Record) -> N
     )
 
 
-def _enqueue_tombstone(session: Session, publisher: Publisher, record: Record, reason: str) -> None:
+def enqueue_tombstone(session: Session, publisher: Publisher, record: Record, reason: str) -> None:
     kind = RecordKind(record.kind)
     tombstone = Tombstone(
         id=record.id,
@@ -119,6 +122,7 @@ def create(
     kind: RecordKind,
     content: RecordContent,
     private: PrivateDetail | None,
+    actor: Principal,
 ) -> Record:
     now = datetime.now(UTC)
     record = Record(
@@ -136,7 +140,8 @@ def create(
     )
     session.add(record)
     if record.visibility != Visibility.PRIVATE.value:
-        _enqueue_upsert(session, publisher, record)
+        enqueue_upsert(session, publisher, record)
+    audit.note(session, actor, AuditAction.CREATE, record.kind, record.id, record.version)
     return record
 
 
@@ -147,6 +152,7 @@ def update(
     expected_version: int,
     content: RecordContent,
     private: PrivateDetail | None,
+    actor: Principal,
 ) -> Record:
     """Replace a record's content; publish it, or a tombstone if it has just become private."""
     if record.status == RecordStatus.WITHDRAWN.value:
@@ -167,14 +173,19 @@ def update(
         )
     session.refresh(record)
     if record.visibility != Visibility.PRIVATE.value:
-        _enqueue_upsert(session, publisher, record)
+        enqueue_upsert(session, publisher, record)
     elif was_published:
-        _enqueue_tombstone(session, publisher, record, reason="private")
+        enqueue_tombstone(session, publisher, record, reason="private")
+    audit.note(session, actor, AuditAction.UPDATE, record.kind, record.id, record.version)
     return record
 
 
 def withdraw(
-    session: Session, publisher: Publisher, record: Record, expected_version: int | None
+    session: Session,
+    publisher: Publisher,
+    record: Record,
+    expected_version: int | None,
+    actor: Principal,
 ) -> Record:
     """Withdraw for good; the federation is told through a tombstone on the record's subject."""
     if record.status == RecordStatus.WITHDRAWN.value:
@@ -191,5 +202,6 @@ def withdraw(
         )
     session.refresh(record)
     if record.visibility != Visibility.PRIVATE.value:
-        _enqueue_tombstone(session, publisher, record, reason="withdrawn")
+        enqueue_tombstone(session, publisher, record, reason="withdrawn")
+    audit.note(session, actor, AuditAction.WITHDRAW, record.kind, record.id, record.version)
     return record

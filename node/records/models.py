@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from ctta.protocol.records import CONTENT_MODELS, PUBLISHED_MODELS, PrivateDetail
+from ctta.protocol.records import CONTENT_MODELS, PUBLISHED_MODELS, PrivateDetail, Version
 from ctta.protocol.taxonomy import RecordKind, RecordStatus
 from ctta.server.db import UtcDateTime
 
@@ -54,7 +54,7 @@ def _api_models(kind: RecordKind) -> tuple[type[BaseModel], type[BaseModel], typ
     update = create_model(
         f"{name}Update",
         __base__=create,
-        version=(int, Field(ge=1, description="The version you read; a stale one gets 409")),
+        version=(Version, Field(description="The version you read; a stale one gets 409")),
     )
     read = create_model(
         f"{name}Read",

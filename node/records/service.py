@@ -7,11 +7,22 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from ctta.node.pages import newest_first
 from ctta.node.records.models import ListFilters, Record
 from ctta.protocol.records import RecordContent
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, Visibility
+from ctta.server.auth import Principal, Role
 
 MAX_PAGE = 200
+
+
+def visible_to(caller: Principal | None) -> frozenset[Visibility]:
+    """Public records are open, alliance records need any token, private ones staff."""
+    if caller is None:
+        return frozenset({Visibility.PUBLIC})
+    if caller.role.includes(Role.STAFF):
+        return frozenset(Visibility)
+    return frozenset({Visibility.PUBLIC, Visibility.ALLIANCE})
 
 
 def get(session: Session, kind: RecordKind, record_id: str) -> Record | None:
@@ -26,13 +37,13 @@ def list_page(
     *,
     cursor: str | None,
     limit: int,
-    public_only: bool,
+    visible: frozenset[Visibility],
 ) -> tuple[list[Record], str | None]:
-    """Newest first (ULIDs sort by creation time); the cursor is the last id returned."""
-    statement = select(Record).where(Record.kind == kind.value)
-    if public_only:
-        statement = statement.where(Record.visibility == Visibility.PUBLIC.value)
-    elif filters.visibility:
+    """Newest first, among the visibilities the caller may see."""
+    statement = select(Record).where(
+        Record.kind == kind.value, col(Record.visibility).in_([v.value for v in visible])
+    )
+    if filters.visibility:
         statement = statement.where(Record.visibility == filters.visibility)
     if filters.status:
         statement = statement.where(Record.status == filters.status)
@@ -49,12 +60,7 @@ def list_page(
         statement = statement.where(
             *(col(Record.search_text).contains(term, autoescape=True) for term in terms)
         )
-    if cursor:
-        statement = statement.where(col(Record.id) < cursor)
-    statement = statement.order_by(col(Record.id).desc()).limit(limit + 1)
-    rows = list(session.exec(statement))
-    next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return newest_first(session, statement, Record.id, cursor=cursor, limit=limit)
 
 
 def denormalised_columns(kind: RecordKind, content: RecordContent) -> dict[str, Any]:

@@ -9,18 +9,28 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, create_model
 
-from ctta.node.deps import IsStaff, PublisherDep, SessionDep, StaffOnly
+from ctta.node.deps import AUTH_RESPONSES, BAD_TOKEN, Caller, PublisherDep, SessionDep, Staff
 from ctta.node.records import flows, service
 from ctta.node.records.models import API_MODELS, ListFilters, Record
+from ctta.protocol.records import MAX_VERSION, ULID_PATTERN, RecordId
 from ctta.protocol.taxonomy import RecordKind, RecordStatus, TechnologyField, Visibility
-from ctta.server.db import write_gate
+from ctta.server.auth import Principal, Role
+from ctta.server.db import NO_NUL, write_gate
 
+WRITE_RESPONSES: dict[int | str, dict[str, str]] = {
+    **AUTH_RESPONSES,
+    413: {"description": "The published event would exceed the federation's size limit"},
+}
 PLURALS = {
     RecordKind.ACHIEVEMENT: "achievements",
     RecordKind.DEMAND: "demands",
     RecordKind.PROFESSIONAL: "professionals",
     RecordKind.CASE: "cases",
 }
+
+
+def _is_staff(caller: Principal | None) -> bool:
+    return caller is not None and caller.role.includes(Role.STAFF)
 
 
 def _read(kind: RecordKind, record: Record, staff: bool) -> BaseModel:
@@ -41,9 +51,9 @@ def records_router(kind: RecordKind) -> APIRouter:
     plural = PLURALS[kind]
     router = APIRouter(prefix=f"/{plural}", tags=[plural])
 
-    def _load(session: SessionDep, record_id: str, staff: bool) -> Record:
+    def _load(session: SessionDep, record_id: RecordId, caller: Principal | None) -> Record:
         record = service.get(session, kind, record_id)
-        if record is None or (not staff and record.visibility != Visibility.PUBLIC.value):
+        if record is None or record.visibility not in service.visible_to(caller):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind.value} {record_id}")
         return record
 
@@ -51,30 +61,43 @@ def records_router(kind: RecordKind) -> APIRouter:
         "",
         status_code=status.HTTP_201_CREATED,
         response_model=read_model,
-        dependencies=[StaffOnly],
-        summary=f"Create a {kind.value}",
+        summary=f"Create a {kind.value} (staff)",
+        responses=WRITE_RESPONSES,
     )
-    def create(body: create_model_, session: SessionDep, publisher: PublisherDep) -> BaseModel:  # type: ignore[valid-type]
+    def create(
+        body: create_model_,  # type: ignore[valid-type]
+        session: SessionDep,
+        publisher: PublisherDep,
+        staff: Staff,
+    ) -> BaseModel:
         content, private = flows.split_body(kind, body)
         with write_gate(session.get_bind()):
-            record = flows.create(session, publisher, kind, content, private)
+            record = flows.create(session, publisher, kind, content, private, staff)
             session.commit()
         publisher.wake_relay()
         return _read(kind, record, staff=True)
 
-    @router.get("", response_model=page_model, summary=f"List {plural}")
+    @router.get(
+        "",
+        response_model=page_model,
+        summary=f"List {plural} (alliance ones with a token, private ones for staff)",
+        responses=BAD_TOKEN,
+    )
     def list_records(
         session: SessionDep,
-        staff: IsStaff,
+        caller: Caller,
         status_: Annotated[RecordStatus | None, Query(alias="status")] = None,
-        visibility: Annotated[Visibility | None, Query(description="Staff only")] = None,
+        visibility: Annotated[
+            Visibility | None, Query(description="Among those the token may see")
+        ] = None,
         field: TechnologyField | None = None,
         trl_min: Annotated[int | None, Query(ge=1, le=9)] = None,
         trl_max: Annotated[int | None, Query(ge=1, le=9)] = None,
         q: Annotated[
-            str | None, Query(max_length=200, description="Words that must all occur")
+            str | None,
+            Query(max_length=200, pattern=NO_NUL, description="Words that must all occur"),
         ] = None,
-        cursor: Annotated[str | None, Query(max_length=26)] = None,
+        cursor: Annotated[str | None, Query(pattern=ULID_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
     ) -> BaseModel:
         filters = ListFilters(
@@ -86,32 +109,47 @@ def records_router(kind: RecordKind) -> APIRouter:
             q=q,
         )
         rows, next_cursor = service.list_page(
-            session, kind, filters, cursor=cursor, limit=limit, public_only=not staff
+            session, kind, filters, cursor=cursor, limit=limit, visible=service.visible_to(caller)
         )
+        staff = _is_staff(caller)
         return page_model(items=[_read(kind, row, staff) for row in rows], next_cursor=next_cursor)
 
-    @router.get("/{record_id}", response_model=read_model, summary=f"Get a {kind.value}")
-    def get(record_id: str, session: SessionDep, staff: IsStaff) -> BaseModel:
-        return _read(kind, _load(session, record_id, staff), staff)
+    @router.get(
+        "/{record_id}",
+        response_model=read_model,
+        summary=f"Get a {kind.value} (private detail for staff)",
+        responses={
+            **BAD_TOKEN,
+            404: {"description": "No such record, or not visible to this caller"},
+        },
+    )
+    def get(record_id: RecordId, session: SessionDep, caller: Caller) -> BaseModel:
+        return _read(kind, _load(session, record_id, caller), _is_staff(caller))
 
     @router.put(
         "/{record_id}",
         response_model=read_model,
-        dependencies=[StaffOnly],
-        summary=f"Replace a {kind.value} (send the version you read)",
-        responses={409: {"description": "Stale version"}, 410: {"description": "Withdrawn"}},
+        summary=f"Replace a {kind.value} (staff; send the version you read)",
+        responses={
+            409: {"description": "Stale version"},
+            410: {"description": "Withdrawn"},
+            **WRITE_RESPONSES,
+        },
     )
     def update(
-        record_id: str,
-        body: update_model,
+        record_id: RecordId,
+        body: update_model,  # type: ignore[valid-type]
         session: SessionDep,
-        publisher: PublisherDep,  # type: ignore[valid-type]
+        publisher: PublisherDep,
+        staff: Staff,
     ) -> BaseModel:
-        record = _load(session, record_id, staff=True)
+        record = _load(session, record_id, staff)
         content, private = flows.split_body(kind, body)
         try:
             with write_gate(session.get_bind()):
-                record = flows.update(session, publisher, record, body.version, content, private)
+                record = flows.update(
+                    session, publisher, record, body.version, content, private, staff
+                )
                 session.commit()
         except flows.ConflictError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
@@ -123,25 +161,26 @@ def records_router(kind: RecordKind) -> APIRouter:
     @router.delete(
         "/{record_id}",
         response_model=read_model,
-        dependencies=[StaffOnly],
-        summary=f"Withdraw a {kind.value} (final; publishes a tombstone)",
+        summary=f"Withdraw a {kind.value} (staff; final; publishes a tombstone)",
         responses={
+            **AUTH_RESPONSES,
             409: {"description": "Stale version"},
             410: {"description": "Already withdrawn"},
         },
     )
     def withdraw(
-        record_id: str,
+        record_id: RecordId,
         session: SessionDep,
         publisher: PublisherDep,
+        staff: Staff,
         version: Annotated[
-            int | None, Query(ge=1, description="Version you read (recommended)")
+            int | None, Query(ge=1, le=MAX_VERSION, description="Version you read (recommended)")
         ] = None,
     ) -> BaseModel:
-        record = _load(session, record_id, staff=True)
+        record = _load(session, record_id, staff)
         try:
             with write_gate(session.get_bind()):
-                record = flows.withdraw(session, publisher, record, version)
+                record = flows.withdraw(session, publisher, record, version, staff)
                 session.commit()
         except flows.ConflictError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlmodel import Session
 from ulid import ULID
 
+from ctta.node.audit import service as audit
+from ctta.node.audit.models import AuditAction
 from ctta.node.publisher import Publisher
 from ctta.node.searches.models import SavedSearchRow
 from ctta.protocol.searches import (
@@ -17,9 +19,12 @@ from ctta.protocol.searches import (
     SearchWithdrawn,
 )
 from ctta.protocol.subjects import SEARCH_KIND, search_subject
+from ctta.server.auth import Principal
 
 
-def save(session: Session, publisher: Publisher, query: SearchQuery) -> SavedSearchRow:
+def save(
+    session: Session, publisher: Publisher, query: SearchQuery, actor: Principal
+) -> SavedSearchRow:
     now = datetime.now(UTC)
     row = SavedSearchRow(
         id=str(ULID()),
@@ -33,10 +38,13 @@ def save(session: Session, publisher: Publisher, query: SearchQuery) -> SavedSea
         **query.model_dump(), id=row.id, centre=publisher.centre, version=1, updated_at=now
     )
     _publish(session, publisher, row, SEARCH_UPSERTED, published.model_dump(mode="json"), "search")
+    audit.note(session, actor, AuditAction.CREATE, SEARCH_KIND, row.id, row.version)
     return row
 
 
-def withdraw(session: Session, publisher: Publisher, row: SavedSearchRow) -> SavedSearchRow:
+def withdraw(
+    session: Session, publisher: Publisher, row: SavedSearchRow, actor: Principal
+) -> SavedSearchRow:
     row.version += 1
     row.status = "withdrawn"
     row.updated_at = datetime.now(UTC)
@@ -45,6 +53,7 @@ def withdraw(session: Session, publisher: Publisher, row: SavedSearchRow) -> Sav
     _publish(
         session, publisher, row, SEARCH_WITHDRAWN, gone.model_dump(mode="json"), "search-withdrawn"
     )
+    audit.note(session, actor, AuditAction.WITHDRAW, SEARCH_KIND, row.id, row.version)
     return row
 
 

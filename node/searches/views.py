@@ -3,15 +3,22 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 from sqlmodel import col, select
 
-from ctta.node.deps import PublisherDep, SessionDep, StaffOnly
+from ctta.node.deps import AUTH_RESPONSES, PublisherDep, SessionDep, Staff, StaffOnly
 from ctta.node.searches import flows
 from ctta.node.searches.models import AlertRead, AlertRow, SavedSearchRead, SavedSearchRow
+from ctta.protocol.records import RecordId
 from ctta.protocol.searches import SearchQuery
-from ctta.server.db import write_gate
+from ctta.server.db import MAX_OFFSET, write_gate
 
-router = APIRouter(prefix="/saved-searches", tags=["saved-searches"], dependencies=[StaffOnly])
+router = APIRouter(
+    prefix="/saved-searches",
+    tags=["saved-searches"],
+    dependencies=[StaffOnly],
+    responses=AUTH_RESPONSES,
+)
 
 
 def _read(row: SavedSearchRow) -> SavedSearchRead:
@@ -23,13 +30,16 @@ def _read(row: SavedSearchRow) -> SavedSearchRead:
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=SavedSearchRead, summary="Save a search"
 )
-def save(body: SearchQuery, session: SessionDep, publisher: PublisherDep) -> SavedSearchRead:
+def save(
+    body: SearchQuery, session: SessionDep, publisher: PublisherDep, staff: Staff
+) -> SavedSearchRead:
     if not (body.q.strip() or body.kinds or body.fields):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "give words (q), kinds or fields"
+        # Shaped like every other 422, so clients and the OpenAPI schema see one error format.
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body",), "msg": "give words (q), kinds or fields"}]
         )
     with write_gate(session.get_bind()):
-        row = flows.save(session, publisher, body)
+        row = flows.save(session, publisher, body, staff)
         session.commit()
     publisher.wake_relay()
     return _read(row)
@@ -45,7 +55,7 @@ def list_searches(session: SessionDep) -> list[SavedSearchRead]:
     return [_read(row) for row in rows]
 
 
-def _load(session: SessionDep, search_id: str) -> SavedSearchRow:
+def _load(session: SessionDep, search_id: RecordId) -> SavedSearchRow:
     row = session.get(SavedSearchRow, search_id)
     if row is None or row.status != "active":
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no saved search {search_id}")
@@ -53,10 +63,12 @@ def _load(session: SessionDep, search_id: str) -> SavedSearchRow:
 
 
 @router.delete("/{search_id}", response_model=SavedSearchRead, summary="Stop a saved search")
-def withdraw(search_id: str, session: SessionDep, publisher: PublisherDep) -> SavedSearchRead:
+def withdraw(
+    search_id: RecordId, session: SessionDep, publisher: PublisherDep, staff: Staff
+) -> SavedSearchRead:
     row = _load(session, search_id)
     with write_gate(session.get_bind()):
-        row = flows.withdraw(session, publisher, row)
+        row = flows.withdraw(session, publisher, row, staff)
         session.commit()
     publisher.wake_relay()
     return _read(row)
@@ -68,9 +80,9 @@ def withdraw(search_id: str, session: SessionDep, publisher: PublisherDep) -> Sa
     summary="New records that fit, newest first",
 )
 def alerts(
-    search_id: str,
+    search_id: RecordId,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[AlertRead]:
     _load(session, search_id)

@@ -32,7 +32,7 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 
 @dataclass
 class RelayState:
-    """What `/federation/status` reports about the relay."""
+    """What `/federation/status` and `/metrics` report about the relay (counts since start)."""
 
     published: int = 0
     last_published_at: datetime | None = None
@@ -80,6 +80,7 @@ class OutboxRelay:
                 failed.event_id,
                 error,
                 backoff,
+                extra={"event_id": failed.event_id, "subject": failed.subject, "error": error},
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)

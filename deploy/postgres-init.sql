@@ -1,0 +1,12 @@
+CREATE DATABASE ctta_hub OWNER ctta;
+CREATE DATABASE ctta_node_zhongguancun OWNER ctta;
+CREATE DATABASE ctta_node_southern OWNER ctta;
+CREATE DATABASE ctta_node_eastern OWNER ctta;
+CREATE DATABASE ctta_node_strait OWNER ctta;
+CREATE DATABASE ctta_node_sunan OWNER ctta;
+CREATE DATABASE ctta_node_zhengzhou OWNER ctta;
+CREATE DATABASE ctta_node_ocean OWNER ctta;
+CREATE DATABASE ctta_node_central OWNER ctta;
+CREATE DATABASE ctta_node_southwest OWNER ctta;
+CREATE DATABASE ctta_node_northwest OWNER ctta;
+CREATE DATABASE ctta_node_northeast OWNER ctta;

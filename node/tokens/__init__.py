@@ -1,0 +1,1 @@
+"""Bearer tokens of this node: roles, stored as hashes, issued and revoked by admins."""
