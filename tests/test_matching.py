@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import numpy as np
 import pytest
 from sqlmodel import Session
 
 from ctta.hub.matching.encoder import UseEncoder
-from ctta.hub.matching.engine import HybridEngine
+from ctta.hub.matching.engine import DenseIndex, HybridEngine
 from ctta.hub.matching.service import live_records, match_doc
 from ctta.hub.matching.worker import Change
 from ctta.protocol.envelope import build_event
 from ctta.protocol.matches import RESPONSE_TYPE
 from ctta.protocol.subjects import response_subject
-from tests.support import STAFF, Federation, achievement_body, demand_body, eventually
+from tests.support import (
+    STAFF,
+    Federation,
+    achievement_body,
+    bus_battery_offer,
+    demand_body,
+    eventually,
+)
 
 BATTERY_ZH = {"zh": "动力锂电池热失控预警与液冷热管理系统", "en": None}
 
@@ -182,12 +190,7 @@ async def test_proposals_are_routed_answered_and_retracted(
         await eastern.post(
             "/api/v1/achievements",
             headers=STAFF,
-            json=achievement_body(
-                title_zh="电动客车动力电池液冷热管理系统",
-                title_en="Liquid-cooled battery thermal management for buses",
-                fields=["new-energy-vehicles", "energy-storage"],
-                trl=7,
-            ),
+            json=bus_battery_offer(),
         )
     ).json()
     need = (await southern.post("/api/v1/demands", headers=STAFF, json=demand_body())).json()
@@ -341,3 +344,30 @@ async def test_replay_does_not_duplicate_proposals(federation: Federation) -> No
     assert [(m["id"], m["revision"]) for m in after] == [(m["id"], m["revision"]) for m in before]
     assert info.state.messages == 2, "one route per centre, never repeated"
     assert len(await _inbox(federation, "southern")) == 1
+
+
+def test_dense_index_switches_to_hnsw_past_its_threshold() -> None:
+    """Exact search up to the threshold, HNSW beyond it, with the same filters and updates."""
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact, approximate = DenseIndex(64, ann_threshold=10**9), DenseIndex(64, ann_threshold=2000)
+    for slot, vector in enumerate(vectors):
+        exact.add(slot, vector)
+        approximate.add(slot, vector)
+    assert approximate.approximate and not exact.approximate
+    for slot in range(0, 3000, 7):
+        exact.remove(slot)
+        approximate.remove(slot)
+    allowed = np.zeros(3000, dtype=bool)
+    allowed[::2] = True
+    found = 0
+    for query in vectors[:50]:
+        truth = {slot for slot, _ in exact.search(query, allowed, 10)}
+        hits = approximate.search(query, allowed, 10)
+        assert all(allowed[slot] and slot % 7 for slot, _ in hits), "filters and removals hold"
+        found += len(truth & {slot for slot, _ in hits})
+    assert found / 500 >= 0.9, f"recall@10 {found / 500:.2f}"
+    moved = -vectors[1]
+    approximate.add(1, moved)  # an update after the switch replaces the vector
+    assert approximate.search(moved, np.ones(3000, dtype=bool), 1)[0][0] == 1

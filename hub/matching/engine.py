@@ -10,16 +10,20 @@ the score. Everything is in memory and rebuilt from the hub index at start-up.
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
+import hnswlib
 import numpy as np
 
 from ctta.hub.index import text as bilingual
 from ctta.protocol.matches import MatchExplanation
+
+log = logging.getLogger(__name__)
 
 CANDIDATE_POOL = 100
 
@@ -129,11 +133,24 @@ class LexicalIndex:
 
 
 class DenseIndex:
-    """Exact cosine search over a growing matrix of unit vectors."""
+    """Cosine search over unit vectors: exact up to `ann_threshold` vectors, then HNSW.
 
-    def __init__(self, dimensions: int) -> None:
+    Exact search is a matrix product (about 2 ms per query at 100k × 512 on this machine)
+    and needs no tuning; past the threshold it grows linearly, so the index switches once,
+    building an HNSW graph (hnswlib, M 16, ef 64: recall@10 0.98 at 0.15 ms in
+    matching-notes) from the matrix, and keeps both up to date from then on. The matrix
+    stays the source of truth for `has` and for a rebuild.
+    """
+
+    def __init__(self, dimensions: int, ann_threshold: int = 200_000) -> None:
         self.matrix = np.zeros((1024, dimensions), dtype=np.float32)
         self.present = np.zeros(1024, dtype=bool)
+        self.ann_threshold = ann_threshold
+        self.ann: hnswlib.Index | None = None
+
+    @property
+    def approximate(self) -> bool:
+        return self.ann is not None
 
     def add(self, slot: int, vector: np.ndarray) -> None:
         while slot >= len(self.matrix):
@@ -141,10 +158,18 @@ class DenseIndex:
             self.present = np.concatenate([self.present, np.zeros_like(self.present)])
         self.matrix[slot] = vector
         self.present[slot] = True
+        if self.ann is not None:
+            if self.ann.get_current_count() >= self.ann.get_max_elements():
+                self.ann.resize_index(2 * self.ann.get_max_elements())
+            self.ann.add_items(vector[np.newaxis], [slot], replace_deleted=True)
+        elif int(self.present.sum()) > self.ann_threshold:
+            self._build_ann()
 
     def remove(self, slot: int) -> None:
-        if slot < len(self.present):
+        if slot < len(self.present) and self.present[slot]:
             self.present[slot] = False
+            if self.ann is not None:
+                self.ann.mark_deleted(slot)
 
     def has(self, slot: int) -> bool:
         return slot < len(self.present) and bool(self.present[slot])
@@ -153,12 +178,43 @@ class DenseIndex:
         self, vector: np.ndarray, allowed: np.ndarray, limit: int
     ) -> list[tuple[int, float]]:
         mask = self.present[: len(allowed)] & allowed[: len(self.present)]
+        if self.ann is not None:
+            return self._search_ann(vector, mask, limit)
         slots = np.flatnonzero(mask)
         if len(slots) == 0:
             return []
         similarities = self.matrix[slots] @ vector
         top = np.argsort(-similarities)[:limit]
         return [(int(slots[i]), float(similarities[i])) for i in top]
+
+    def _build_ann(self) -> None:
+        slots = np.flatnonzero(self.present)
+        log.info("dense index: %d vectors, switching from exact search to HNSW", len(slots))
+        index = hnswlib.Index(space="ip", dim=self.matrix.shape[1])
+        index.init_index(
+            max_elements=2 * len(slots), ef_construction=200, M=16, allow_replace_deleted=True
+        )
+        index.add_items(self.matrix[slots], slots, num_threads=1)
+        self.ann = index
+
+    def _search_ann(
+        self, vector: np.ndarray, mask: np.ndarray, limit: int
+    ) -> list[tuple[int, float]]:
+        assert self.ann is not None
+        available = int(mask.sum())
+        if available == 0:
+            return []
+        k = min(limit, available)
+        self.ann.set_ef(max(64, 2 * k))
+        labels, distances = self.ann.knn_query(
+            vector[np.newaxis],
+            k=k,
+            filter=lambda label: bool(mask[label]) if label < len(mask) else False,
+        )
+        # hnswlib's inner-product distance is 1 - similarity.
+        return [
+            (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -177,10 +233,15 @@ class FusionWeights:
 class HybridEngine(MatchEngine):
     """BM25 + dense + structure, fused by weighted reciprocal rank."""
 
-    def __init__(self, dimensions: int, weights: FusionWeights | None = None) -> None:
+    def __init__(
+        self,
+        dimensions: int,
+        weights: FusionWeights | None = None,
+        ann_threshold: int = 200_000,
+    ) -> None:
         self.weights = weights or FusionWeights()
         self.lexical = LexicalIndex()
-        self.dense = DenseIndex(dimensions)
+        self.dense = DenseIndex(dimensions, ann_threshold)
         self.docs: dict[int, MatchDoc] = {}
         self.slots: dict[RecordKey, int] = {}
         self.free: list[int] = []
