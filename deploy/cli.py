@@ -27,6 +27,26 @@ def _node(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
 
 
+def _node_token_issue(args: argparse.Namespace) -> None:
+    from ctta.node.app import MIGRATIONS
+    from ctta.node.settings import NodeSettings
+    from ctta.node.tokens.service import issue_token
+    from ctta.server.auth import Role
+    from ctta.server.db import create_db_engine, migrate, session_scope
+
+    settings = NodeSettings(centre=args.centre) if args.centre else NodeSettings()  # type: ignore[call-arg]
+    engine = create_db_engine(settings.database_url)
+    try:
+        migrate(engine, MIGRATIONS)
+        with session_scope(engine, write=True) as session:
+            row, token = issue_token(session, Role(args.role), args.label)
+            token_id = row.id
+    finally:
+        engine.dispose()
+    print(f"# {args.role} token {token_id} ({args.label}); shown once, stored only as a hash")
+    print(token)
+
+
 def _hub(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -116,7 +136,7 @@ async def _integrator_consumer(nc: NatsClient, name: str) -> dict[str, str]:
 def _keys_init(args: argparse.Namespace) -> None:
     from ctta.deploy.keys import ensure_keys, ensure_nkeys
     from ctta.deploy.manifests import write_secrets
-    from ctta.deploy.natsserver import free_port
+    from ctta.deploy.natsserver import free_ports
     from ctta.deploy.topology import ServerKeys, Topology, backbone_users, render_all
     from ctta.protocol.registry import FederationRegistry
 
@@ -132,7 +152,9 @@ def _keys_init(args: argparse.Namespace) -> None:
     signing = ensure_keys(registry, directory / "signing-seeds.json", centres)
     registry.save(registry_file)
     topology = (
-        Topology.loopback(centres, free_port, args.integrator)
+        Topology.loopback(
+            centres, iter(free_ports(12 + 2 * len(centres))).__next__, args.integrator
+        )
         if args.layout == "loopback"
         else Topology.containers(centres, args.integrator)
     )
@@ -295,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--host", default="127.0.0.1")
     node.add_argument("--port", type=int, default=8701)
     node.set_defaults(handler=_node)
+    node_commands = node.add_subparsers(dest="node_command", metavar="SUBCOMMAND")
+    token = node_commands.add_parser(
+        "token",
+        help="issue a bearer token for this node (CTTA_* settings name its database)",
+        description="Prints the token once; the node stores only its SHA-256. Revoke it "
+        "with DELETE /api/v1/admin/tokens/{id}.",
+    )
+    token.add_argument("--role", choices=["reader", "staff", "admin"], required=True)
+    token.add_argument("--label", required=True, help="who or what it is for")
+    token.set_defaults(handler=_node_token_issue)
 
     hub = commands.add_parser("hub", help="run the federation hub, or manage its index")
     hub.add_argument("--host", default="127.0.0.1")

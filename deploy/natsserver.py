@@ -35,6 +35,24 @@ def free_port() -> int:
             return port
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all are held open together while they are picked, so
+    none repeats (calling `free_port` repeatedly may hand out the same port twice)."""
+    sockets = []
+    try:
+        while len(sockets) < count:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] in RESERVED_PORTS:
+                sock.close()
+                continue
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def wait_for_port(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -280,8 +280,10 @@ def hub_server_config(
             ],
         },
         # No authorization block here: leaf connections log in as users of the accounts
-        # below, so a centre's leaf carries that user's permissions.
-        "leafnodes": {"listen": f"{host}:{server.leaf_port}"},
+        # below, so a centre's leaf carries that user's permissions. Leaves dial only the
+        # URLs of their own config: advertised cluster-internal addresses would be
+        # unreachable through a centre's firewall (and would bypass a configured route).
+        "leafnodes": {"listen": f"{host}:{server.leaf_port}", "no_advertise": True},
         "accounts": {
             ACCOUNT: {"jetstream": "enabled", "users": users},
             SYSTEM_ACCOUNT: {"users": [{"nkey": keys.public[SYSTEM_USER]}]},

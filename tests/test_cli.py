@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,17 @@ import nats
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from pydantic import SecretStr
 from sqlmodel import SQLModel
 
-from ctta.deploy.natsserver import NatsServer
+from ctta.deploy.local import serving
+from ctta.deploy.natsserver import NatsServer, free_port
 from ctta.hub.app import MIGRATIONS as HUB_MIGRATIONS
 from ctta.node.app import MIGRATIONS as NODE_MIGRATIONS
+from ctta.node.app import create_app as create_node
+from ctta.node.settings import NodeSettings
 from ctta.protocol.registry import FederationRegistry
+from ctta.protocol.signing import SigningKey
 from ctta.server.db import create_db_engine, migrate
 
 CTTA = str(Path(sys.executable).parent / "ctta")
@@ -33,6 +39,7 @@ HUB_TABLES = {
     "indexed_record",
     "dead_letter",
     "centre_heartbeat",
+    "centre_sync",
     "standing_query",
     "match",
     "record_vector",
@@ -42,8 +49,10 @@ HUB_TABLES = {
 }
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CTTA, *args], capture_output=True, text=True, timeout=60, check=False)
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CTTA, *args], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,10 +61,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         [],
         ["demo"],
         ["node"],
+        ["node", "token"],
         ["hub"],
         ["hub", "rebuild"],
         ["backbone", "init"],
         ["keys", "generate"],
+        ["keys", "init"],
+        ["deploy", "render"],
         ["schemas", "export"],
     ],
 )
@@ -74,6 +86,34 @@ async def test_backbone_init_is_idempotent(nats_server: NatsServer) -> None:
     info = await nc.jetstream().stream_info("CTTA_EVENTS")
     await nc.close()
     assert info.config.subjects == ["ctta.v1.evt.>"] and info.config.max_msgs_per_subject == 5
+
+
+async def test_node_token_issue_prints_a_token_the_node_accepts(tmp_path: Path) -> None:
+    key = SigningKey.generate("eastern#cli")
+    env = os.environ | {
+        "CTTA_CENTRE": "eastern",
+        "CTTA_DATABASE_URL": f"sqlite:///{tmp_path / 'node.db'}",
+        "CTTA_SIGNING_KEY_ID": key.key_id,
+        "CTTA_SIGNING_KEY_SEED": key.seed_b64(),
+        "CTTA_NATS_URL": f"nats://127.0.0.1:{free_port()}",  # nobody there: not needed
+    }
+    result = run("node", "token", "--role", "admin", "--label", "operator", env=env)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.splitlines()[-1]
+    settings = NodeSettings(
+        centre="eastern",
+        database_url=env["CTTA_DATABASE_URL"],
+        signing_key_id=key.key_id,
+        signing_key_seed=SecretStr(key.seed_b64()),
+        nats_url=env["CTTA_NATS_URL"],
+    )
+    async with serving(create_node(settings)) as node:
+        audit = await node.get("/api/v1/audit", headers={"Authorization": f"Bearer {token}"})
+        assert audit.status_code == 200, audit.text
+        assert audit.json()["items"][0]["actor_label"] == "command line"
+        refused = await node.get("/api/v1/audit", headers={"Authorization": "Bearer ctta_nope"})
+        assert refused.status_code == 401
+    assert token not in (tmp_path / "node.db").read_bytes().decode(errors="replace")
 
 
 def test_keys_generate_adds_the_public_key(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlmodel import Session
 
+from ctta.deploy.cluster import LeafBackbone, leaf_backbone
 from ctta.deploy.local import serving
 from ctta.deploy.topology import integrator_durable, integrator_user, leaf_user
 from ctta.hub.app import create_app as create_hub
@@ -27,7 +28,6 @@ from ctta.hub.index import service as index
 from ctta.node.app import create_app as create_node
 from ctta.protocol import backbone, sdk
 from ctta.protocol.registry import FederationRegistry
-from tests.leaf_backbone import LeafBackbone, leaf_backbone
 from tests.support import STAFF, achievement_body, bus_battery_offer, demand_body, eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

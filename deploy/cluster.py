@@ -1,5 +1,6 @@
-"""The production topology on loopback: a three-server hub cluster and a leaf per centre,
-rendered by `ctta.deploy.topology` with real NKeys, plus a TCP link that a test can cut."""
+"""The production topology on one machine, for the tests and benchmarks: a three-server
+hub cluster and a leaf per centre on loopback, rendered by `ctta.deploy.topology` with
+real NKeys, plus a TCP link standing for a centre's WAN connection, which can be cut."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from ctta.deploy.keys import NKeyUser, ensure_nkeys
-from ctta.deploy.natsserver import NatsServer, free_port
+from ctta.deploy.natsserver import NatsServer, free_ports
 from ctta.deploy.topology import (
     HUB_USER,
     LeafServer,
@@ -32,7 +33,7 @@ class Link:
     keeps running and accepting writes), `restore()` lets the leaf dial in again."""
 
     target_port: int
-    port: int = field(default_factory=free_port)
+    port: int
     _server: asyncio.Server | None = None
     _pipes: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -51,9 +52,12 @@ class Link:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._pipes |= {writer, up_writer}
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
+        # Ends when either side closes; a cancellation at loop shutdown ends it too, quietly
+        # (asyncio's stream server would otherwise log it as an error of the callback).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -130,8 +134,9 @@ def started(
 ) -> Iterator[LeafBackbone]:
     """Render with real keys, start every server; centres in `linked` reach the hub only
     through a `Link` (to hub-1), which the caller must `restore()` to connect them."""
-    topology = Topology.loopback(centres, free_port, integrators)
-    links = {c: Link(topology.hub_servers[0].leaf_port) for c in linked}
+    ports = iter(free_ports(4 * 3 + 2 * len(centres) + len(linked)))
+    topology = Topology.loopback(centres, lambda: next(ports), integrators)
+    links = {c: Link(topology.hub_servers[0].leaf_port, next(ports)) for c in linked}
     topology = Topology(
         topology.hub_servers,
         tuple(
@@ -181,5 +186,9 @@ async def leaf_backbone(
     with started(base, centres, **options) as running:  # type: ignore[arg-type]
         for link in running.links.values():
             await link.restore()
-        await running.provision()
-        yield running
+        try:
+            await running.provision()
+            yield running
+        finally:
+            for link in running.links.values():
+                await link.cut()
