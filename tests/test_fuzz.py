@@ -200,3 +200,40 @@ async def test_hub_refuses_what_the_fuzzer_broke(
             assert response.status_code == 422, (response.request.url, response.text)
             assert isinstance(response.json()["detail"], list), "the documented 422 shape"
         assert (await hub.get(f"/api/v1/webhooks/{webhook}/deliveries", headers=STAFF)).json() == []
+
+
+async def test_node_refuses_what_the_probes_broke(node_settings, database_url: str) -> None:
+    """Regressions of the node's server errors found by hand (huge integers, NUL on
+    PostgreSQL) and of both apps' lone-surrogate 500: each is now a documented 422."""
+    app = create_node(node_settings("eastern", f"nats://127.0.0.1:{free_port()}", database_url))
+    async with serving(app) as node:
+        created = await node.post("/api/v1/achievements", json=achievement_body(), headers=STAFF)
+        record = created.json()["id"]
+        refused = [
+            await node.get(
+                "/api/v1/federation/dead-letters", params={"before_id": HUGE}, headers=STAFF
+            ),
+            await node.get("/api/v1/matches", params={"offset": HUGE}, headers=STAFF),
+            await node.delete(
+                f"/api/v1/achievements/{record}", params={"version": HUGE}, headers=STAFF
+            ),
+            await node.put(
+                f"/api/v1/achievements/{record}",
+                json=achievement_body(version=HUGE),
+                headers=STAFF,
+            ),
+            await node.get("/api/v1/achievements/ab%00", headers=STAFF),
+            await node.get("/api/v1/matches/ab%00", headers=STAFF),
+            await node.get("/api/v1/achievements", params={"q": "a\x00"}),
+            await node.get("/api/v1/achievements", params={"cursor": "a\x00"}),
+            await node.post(
+                "/api/v1/achievements",
+                content=b'{"title": {"en": "\\ud800"}}',
+                headers={**STAFF, "Content-Type": "application/json"},
+            ),
+        ]
+        for response in refused:
+            assert response.status_code == 422, (response.request.url, response.text)
+            assert isinstance(response.json()["detail"], list), "the documented 422 shape"
+        current = await node.get(f"/api/v1/achievements/{record}", headers=STAFF)
+        assert current.json()["version"] == 1

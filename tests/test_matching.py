@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import nats
 import numpy as np
 import pytest
 from sqlmodel import Session
 
+from ctta.deploy.local import serving
+from ctta.deploy.natsserver import NatsServer
+from ctta.hub.app import create_app as create_hub
 from ctta.hub.matching.encoder import UseEncoder
 from ctta.hub.matching.engine import DenseIndex, HybridEngine
 from ctta.hub.matching.service import live_records, match_doc
 from ctta.hub.matching.worker import Change
+from ctta.node.app import create_app as create_node
 from ctta.protocol.envelope import build_event
 from ctta.protocol.matches import RESPONSE_TYPE
 from ctta.protocol.subjects import response_subject
@@ -23,6 +28,7 @@ from tests.support import (
     bus_battery_offer,
     demand_body,
     eventually,
+    provision,
 )
 
 BATTERY_ZH = {"zh": "动力锂电池热失控预警与液冷热管理系统", "en": None}
@@ -371,3 +377,57 @@ def test_dense_index_switches_to_hnsw_past_its_threshold() -> None:
     moved = -vectors[1]
     approximate.add(1, moved)  # an update after the switch replaces the vector
     assert approximate.search(moved, np.ones(3000, dtype=bool), 1)[0][0] == 1
+
+
+@pytest.mark.timeout(300)
+async def test_work_a_stopped_matcher_left_is_done_after_a_restart(
+    nats_server: NatsServer, node_settings, hub_settings
+) -> None:
+    """A stop between ingest and matching loses no proposal and no retraction: the hub
+    indexes with its matcher off (as if killed before matching), then restarts with it."""
+    await provision(nats_server.url)
+    settings = hub_settings(nats_server.url)
+    without_matcher = settings.model_copy(update={"matching": False})
+    async with contextlib.AsyncExitStack() as nodes:
+        clients = {
+            c: await nodes.enter_async_context(
+                serving(create_node(node_settings(c, nats_server.url)))
+            )
+            for c in ("eastern", "southern")
+        }
+        offer = (
+            await clients["eastern"].post(
+                "/api/v1/achievements", json=bus_battery_offer(), headers=STAFF
+            )
+        ).json()
+        need = (
+            await clients["southern"].post("/api/v1/demands", json=demand_body(), headers=STAFF)
+        ).json()
+
+        async def inbox(centre: str, status: str) -> list[dict]:
+            response = await clients[centre].get(
+                "/api/v1/matches", params={"status": status}, headers=STAFF
+            )
+            return response.json()["items"]
+
+        hub_app = create_hub(without_matcher)
+        async with serving(hub_app):
+            await eventually(lambda: _at_least(hub_app.state.ingest, 2))
+        assert await inbox("southern", "proposed") == []
+        async with serving(create_hub(settings)):
+            [proposed] = await eventually(lambda: inbox("southern", "proposed"), timeout=30)
+            assert proposed["achievement"]["id"] == offer["id"]
+            assert await eventually(lambda: inbox("eastern", "proposed"))
+        withdrawn = await clients["southern"].delete(f"/api/v1/demands/{need['id']}", headers=STAFF)
+        assert withdrawn.status_code == 200, withdrawn.text
+        hub_app = create_hub(without_matcher)
+        async with serving(hub_app):
+            await eventually(lambda: _at_least(hub_app.state.ingest, 1))  # the tombstone
+        assert await inbox("eastern", "retracted") == []
+        async with serving(create_hub(settings)):
+            [retracted] = await eventually(lambda: inbox("eastern", "retracted"), timeout=30)
+            assert retracted["id"] == proposed["id"]
+
+
+async def _at_least(ingest, count: int) -> bool:
+    return ingest.indexed >= count

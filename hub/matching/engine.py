@@ -250,6 +250,9 @@ class HybridEngine(MatchEngine):
     def __len__(self) -> int:
         return len(self.docs)
 
+    def __contains__(self, key: RecordKey) -> bool:
+        return key in self.slots
+
     def upsert(self, doc: MatchDoc, vector: np.ndarray | None) -> None:
         slot = self.slots.get(doc.key)
         if slot is None:

@@ -124,6 +124,20 @@ def open_matches_of(session: Session, key: RecordKey) -> list[Match]:
     return list(session.exec(select(Match).where(condition, Match.status == "proposed")))
 
 
+def open_record_keys(session: Session) -> set[RecordKey]:
+    """Every record some open proposal names: compared at start-up with the live index."""
+    rows = session.exec(
+        select(
+            Match.demand_centre, Match.demand_id, Match.achievement_centre, Match.achievement_id
+        ).where(Match.status == "proposed")
+    )
+    keys = set()
+    for demand_centre, demand_id, achievement_centre, achievement_id in rows:
+        keys.add(RecordKey(demand_centre, "demand", demand_id))
+        keys.add(RecordKey(achievement_centre, "achievement", achievement_id))
+    return keys
+
+
 def retract(session: Session, row: Match) -> Match:
     row.revision += 1
     row.status = "retracted"

@@ -72,10 +72,17 @@ class Matcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher")
 
     def load(self) -> list[Change]:
-        """Fill the engine from the index; returns the records that still need a vector."""
+        """Fill the engine from the index; returns the work a stop left undone.
+
+        The matcher's queue is memory only, but what it lost can be read back: a record's
+        vector is stored in the same transaction as its proposals, so a live record
+        without a vector of its current version was never matched, and an open proposal
+        naming a record that left the index was never retracted.
+        """
         with session_scope(self.db) as session:
             records = service.live_records(session)
             stored = service.vectors(session, self.model_name)
+            proposed = service.open_record_keys(session)
         missing = []
         with self._lock:
             for data in records:
@@ -86,7 +93,8 @@ class Matcher:
                 self._titles[doc.key] = data.get("title", {})
                 if not fresh:
                     missing.append(Change(doc.key, data["version"], data))
-        return missing
+            gone = {key for key in proposed if key not in self.engine}
+        return missing + [Change(key, 0, None) for key in sorted(gone, key=str)]
 
     def notify(self, changes: list[Change]) -> None:
         for change in changes:
@@ -96,9 +104,10 @@ class Matcher:
     async def run(self, backlog: list[Change]) -> None:
         """Embed what the index holds without a vector, then follow the indexer's changes."""
         if backlog:
-            log.info("matcher: embedding %d records that have no stored vector", len(backlog))
+            log.info("matcher: %d records left unmatched by the last stop", len(backlog))
             for start in range(0, len(backlog), EMBED_BATCH):
-                await self._off_loop(self._embed, backlog[start : start + EMBED_BATCH], False)
+                await self._off_loop(self._handle, backlog[start : start + EMBED_BATCH])
+                self.wake_relay()
         while True:
             changes = [await self._queue.get()]
             while not self._queue.empty() and len(changes) < EMBED_BATCH:
@@ -128,8 +137,7 @@ class Matcher:
     def titles(self, key: RecordKey) -> dict[str, Any]:
         return self._titles.get(key, {})
 
-    def _embed(self, changes: list[Change], match: bool) -> list[tuple[MatchDoc, np.ndarray]]:
-        upserts = [c for c in changes if c.data is not None]
+    def _embed(self, upserts: list[Change]) -> list[tuple[MatchDoc, np.ndarray]]:
         docs = [service.match_doc(c.data) for c in upserts if c.data is not None]
         with self._lock:  # keyword side first, so the record is matchable before its vector
             for doc, change in zip(docs, upserts, strict=True):
@@ -141,11 +149,8 @@ class Matcher:
         with self._lock:
             for doc, vector in zip(docs, vectors, strict=True):
                 self.engine.set_vector(doc.key, vector)
-        with session_scope(self.db, write=True) as session:
-            for change, vector in zip(upserts, vectors, strict=True):
-                service.save_vector(session, change.key, change.version, self.model_name, vector)
         self.state.embedded += len(docs)
-        return list(zip(docs, vectors, strict=True)) if match else []
+        return list(zip(docs, vectors, strict=True))
 
     def _handle(self, changes: list[Change]) -> None:
         """Apply changes to the engine and the match table, queueing routes in one transaction."""
@@ -153,7 +158,8 @@ class Matcher:
         with self._lock:
             for key in removed:
                 self.engine.remove(key)
-        scored = self._embed(changes, match=True)
+        upserts = [c for c in changes if c.data is not None]
+        scored = self._embed(upserts)
         with self._lock:  # score before taking the write gate: ingest must not wait on it
             ranked = [
                 (
@@ -168,6 +174,9 @@ class Matcher:
             ]
         routes: list[Match] = []
         with session_scope(self.db, write=True) as session:
+            # The vector marks the record as matched (see `load`): same transaction.
+            for change, (_, vector) in zip(upserts, scored, strict=True):
+                service.save_vector(session, change.key, change.version, self.model_name, vector)
             for key in removed:
                 routes += [
                     service.retract(session, row) for row in service.open_matches_of(session, key)
