@@ -11,10 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctta.deploy import operations
 from ctta.server.logs import configure as configure_logging
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client as NatsClient
+    pass
 
 
 def _node(args: argparse.Namespace) -> None:
@@ -78,124 +79,6 @@ def _hub_rebuild(_: argparse.Namespace) -> None:
             await nc.close()
 
     print(f"rebuilt the hub index from {backbone.EVENTS_STREAM}: {asyncio.run(run())} records")
-
-
-def _backbone_init(args: argparse.Namespace) -> None:
-    from ctta.protocol import backbone
-
-    seed = _nkey_seed(args.nkey_seed_file)
-
-    async def run() -> dict[str, str]:
-        nc = await backbone.connect(args.nats_url, "ctta-backbone-init", nkey_seed=seed)
-        try:
-            if args.topology == "single":
-                return await backbone.provision_single_server(nc.jetstream())
-            if args.topology == "centre":
-                if len(args.centre) != 1:
-                    sys.exit("--topology centre provisions one leaf: give exactly one --centre")
-                return await backbone.provision_centre(nc.jetstream(), args.centre[0])
-            centres = args.centre or _registry_centres(args.registry)
-            outcome = await backbone.provision_leaf_topology(nc, centres)
-            for name in args.integrator:
-                outcome |= await _integrator_consumer(nc, name)
-            return outcome
-        finally:
-            await nc.close()
-
-    outcome = asyncio.run(run())
-    for name, result in outcome.items():
-        print(f"{name}: {result}")
-    if any(result.startswith("unreachable") for result in outcome.values()):
-        sys.exit("some centres were not provisioned; run again once their leaves are connected")
-
-
-def _nkey_seed(path: Path | None) -> str | None:
-    if path is not None:
-        return path.read_text(encoding="utf-8").strip()
-    return os.environ.get("CTTA_NATS_NKEY_SEED") or None
-
-
-def _registry_centres(location: Path) -> list[str]:
-    from ctta.protocol.registry import FederationRegistry
-
-    registry = FederationRegistry.load(location) if location.exists() else None
-    return [c.id for c in (registry or FederationRegistry.alliance()).centres]
-
-
-async def _integrator_consumer(nc: NatsClient, name: str) -> dict[str, str]:
-    """Pre-create an integrator's durable consumer: its credential may only read it."""
-    from ctta.deploy.topology import integrator_durable
-    from ctta.protocol import backbone, sdk
-
-    durable = integrator_durable(name)
-    config = sdk.consumer_config(durable, sdk.event_filters(), "beginning")
-    outcome = await backbone.ensure_consumer(nc.jetstream(), backbone.EVENTS_STREAM, config)
-    return {f"{backbone.HUB_DOMAIN}/{backbone.EVENTS_STREAM}/{durable}": outcome}
-
-
-def _keys_init(args: argparse.Namespace) -> None:
-    from ctta.deploy.keys import ensure_keys, ensure_nkeys
-    from ctta.deploy.manifests import write_secrets
-    from ctta.deploy.natsserver import free_ports
-    from ctta.deploy.topology import ServerKeys, Topology, backbone_users, render_all
-    from ctta.protocol.registry import FederationRegistry
-
-    directory: Path = args.dir
-    directory.mkdir(parents=True, exist_ok=True)
-    registry_file = directory / "federation.json"
-    registry = (
-        FederationRegistry.load(registry_file)
-        if registry_file.exists()
-        else FederationRegistry.alliance()
-    )
-    centres = args.centre or [c.id for c in registry.centres]
-    signing = ensure_keys(registry, directory / "signing-seeds.json", centres)
-    registry.save(registry_file)
-    topology = (
-        Topology.loopback(
-            centres, iter(free_ports(12 + 2 * len(centres))).__next__, args.integrator
-        )
-        if args.layout == "loopback"
-        else Topology.containers(centres, args.integrator)
-    )
-    users = ensure_nkeys(directory / "nkeys.json", backbone_users(topology))
-    stores = directory / "jetstream" if args.layout == "loopback" else Path("/data/jetstream")
-    configs = render_all(
-        topology, ServerKeys.from_users(users, topology), lambda n: str(stores / n)
-    )
-    for path in configs.write(directory / "nats"):
-        print(path)
-    for path in write_secrets(directory / "env", topology, users, signing):
-        print(path)
-    print(registry_file)
-
-
-def _deploy_render(args: argparse.Namespace) -> None:
-    from ctta.deploy.manifests import render_manifests
-
-    for path in render_manifests(args.output, args.centre or None):
-        print(path)
-
-
-def _keys_generate(args: argparse.Namespace) -> None:
-    from ctta.deploy.keys import new_key
-    from ctta.protocol.registry import FederationRegistry
-
-    key = new_key(args.centre)
-    if args.registry:
-        registry = (
-            FederationRegistry.load(args.registry)
-            if args.registry.exists()
-            else FederationRegistry.alliance()
-        )
-        entry = registry.centre(args.centre)
-        if entry is None:
-            sys.exit(f"centre {args.centre!r} is not in {args.registry}")
-        entry.keys[key.key_id] = key.public_key_b64()
-        registry.save(args.registry)
-        print(f"# public key added to {args.registry}", file=sys.stderr)
-    print(f"CTTA_SIGNING_KEY_ID={key.key_id}")
-    print(f"CTTA_SIGNING_KEY_SEED={key.seed_b64()}")
 
 
 def _schemas_export(args: argparse.Namespace) -> None:
@@ -380,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="pre-create this integrator's consumer (leaf topology; repeatable)",
     )
-    init.set_defaults(handler=_backbone_init)
+    init.set_defaults(handler=operations.backbone_init)
 
     keys = commands.add_parser("keys", help="event-signing keys and NATS credentials")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
@@ -391,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--registry", type=Path, help="also add the public key to this federation file"
     )
-    generate.set_defaults(handler=_keys_generate)
+    generate.set_defaults(handler=operations.keys_generate)
     keys_init = keys_commands.add_parser(
         "init",
         help="all keys of a federation and the nats-server configs that use them",
@@ -412,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="containers: service names and standard ports (compose, Kubernetes); "
         "loopback: everything on 127.0.0.1 with free ports, to try on one machine",
     )
-    keys_init.set_defaults(handler=_keys_init)
+    keys_init.set_defaults(handler=operations.keys_init)
 
     deploy = commands.add_parser("deploy", help="deployment manifests")
     deploy_commands = deploy.add_subparsers(
@@ -426,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--output", type=Path, default=Path("deploy"), help="(default: deploy)")
     render.add_argument("--centre", action="append", default=[], help="only these centres")
-    render.set_defaults(handler=_deploy_render)
+    render.set_defaults(handler=operations.deploy_render)
 
     schemas = commands.add_parser("schemas", help="JSON Schemas of the event payloads")
     schemas_commands = schemas.add_subparsers(

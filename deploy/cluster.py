@@ -98,7 +98,7 @@ class LeafBackbone:
     async def provision(self, timeout: float = 120.0) -> dict[str, str]:
         """`ctta backbone init --topology leaf`, retried while the cluster elects a leader
         and the leaves dial in."""
-        nc = await self.connect_hub()
+        nc = await self.connect_hub(inbox_prefix=backbone.PROVISIONING_INBOX)
         deadline = time.monotonic() + timeout
         try:
             while True:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctta.deploy.keys import NKeyUser
-from ctta.protocol.backbone import EVENTS_STREAM, HUB_DOMAIN, ROUTES_STREAM
+from ctta.protocol.backbone import EVENTS_STREAM, HUB_DOMAIN, PROVISIONING_INBOX, ROUTES_STREAM
+from ctta.protocol.sdk import inbox_prefix
 from ctta.protocol.subjects import (
     centre_events,
     centre_routes,
@@ -171,7 +172,8 @@ def leaf_permissions(centre: str) -> dict[str, object]:
     the centre's domain; creating a consumer on the hub's routes *filtered to this centre*
     (the filter is part of the API subject, which is what pins a centre to its own routes).
     Subscribe: its own JetStream API (the hub creates its source consumer there) and its
-    own routes.
+    own routes. Replies cross only to provisioning inboxes (`ctta backbone init`); no
+    other client's `_INBOX` is readable or writable from a leaf.
     """
     return {
         "publish": {
@@ -182,7 +184,7 @@ def leaf_permissions(centre: str) -> dict[str, object]:
                 f"$JS.{HUB_DOMAIN}.API.CONSUMER.CREATE.{ROUTES_STREAM}.*.{centre_routes(centre)}",
                 "$JS.FC.>",
                 "$JSC.R.>",
-                "_INBOX.>",
+                f"{PROVISIONING_INBOX}.>",
             ]
         },
         "subscribe": {
@@ -192,14 +194,14 @@ def leaf_permissions(centre: str) -> dict[str, object]:
                 f"{route_delivery(centre)}.>",
                 "$JS.FC.>",
                 "$JSC.R.>",
-                "_INBOX.>",
             ]
         },
     }
 
 
 def integrator_permissions(name: str) -> dict[str, object]:
-    """Consume-only: read and acknowledge its own pre-created consumer, nothing else."""
+    """Consume-only: read and acknowledge its own pre-created consumer, nothing else, with
+    replies only to its own inboxes (other clients' fetches stay unreadable)."""
     durable = integrator_durable(name)
     return {
         "publish": {
@@ -209,7 +211,7 @@ def integrator_permissions(name: str) -> dict[str, object]:
                 f"$JS.ACK.{EVENTS_STREAM}.{durable}.>",
             ]
         },
-        "subscribe": {"allow": ["_INBOX.>"]},
+        "subscribe": {"allow": [f"{inbox_prefix(durable)}.>"]},
     }
 
 

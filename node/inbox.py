@@ -107,6 +107,25 @@ def apply_batch(
     return accepted
 
 
+def isolate(
+    engine: Engine, centre: str, messages: list[Msg], publisher: Publisher | None
+) -> list[bool]:
+    """After a batch failed: apply each message alone, so one that always fails is
+    dead-lettered with its error instead of holding back every route behind it. When the
+    dead letter cannot be written either (the database is down), this raises and the
+    batch comes back later, whole."""
+    accepted = []
+    for msg in messages:
+        try:
+            accepted += apply_batch(engine, centre, [msg], publisher)
+        except Exception as exc:
+            log.exception("inbox of %s: %s cannot be applied", centre, msg.subject)
+            with session_scope(engine, write=True) as session:
+                deadletters.record_message(session, msg, f"cannot be applied: {exc!r}"[:500])
+            accepted.append(False)
+    return accepted
+
+
 async def run(
     js: JetStreamContext, engine: Engine, centre: str, publisher: Publisher | None = None
 ) -> None:
@@ -131,12 +150,14 @@ async def run(
         try:
             accepted = await asyncio.to_thread(apply_batch, engine, centre, messages, publisher)
         except Exception:
-            log.exception(
-                "inbox of %s could not store %d routes; they will come back", centre, len(messages)
-            )
-            for msg in messages:
-                await msg.nak(delay=2)
-            continue
+            log.exception("inbox of %s: a batch of %d failed; one at a time", centre, len(messages))
+            try:
+                accepted = await asyncio.to_thread(isolate, engine, centre, messages, publisher)
+            except Exception:
+                log.exception("inbox of %s: %d routes will come back", centre, len(messages))
+                for msg in messages:
+                    await msg.nak(delay=2)
+                continue
         if publisher is not None:
             publisher.wake_relay()
         for msg, ok in zip(messages, accepted, strict=True):

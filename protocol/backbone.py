@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 EVENTS_STREAM = "CTTA_EVENTS"
 ROUTES_STREAM = "CTTA_ROUTES"
 HUB_INDEXER = "hub-indexer"
+# Inbox prefix of the connections that provision centres' leaves: the only inboxes a leaf
+# credential may publish replies to. Other clients keep their own prefixes, so a leaf can
+# neither read nor forge their replies and deliveries.
+PROVISIONING_INBOX = "_INBOX_ops"
 # Leaf topology: the hub cluster's JetStream domain and replication; each centre's leaf
 # server has its own domain named after the centre.
 HUB_DOMAIN = "hub"
@@ -143,6 +147,7 @@ async def connect(
     connect_timeout: float = 2.0,
     credentials_file: str | None = None,
     nkey_seed: str | None = None,
+    inbox_prefix: str = "_INBOX",
 ) -> NatsClient:
     """Connect, retrying until the server answers, then keep reconnecting forever.
 
@@ -190,6 +195,7 @@ async def connect(
                 closed_cb=closed_cb,
                 user_credentials=credentials_file,
                 nkeys_seed_str=nkey_seed,
+                inbox_prefix=inbox_prefix,
             )
         except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
             raise_if_cancelled()
@@ -341,10 +347,23 @@ class PullBatcher:
             raise_if_cancelled()  # fetch's inner wait_for can swallow a cancellation
             return []
         if self.max_batch == 1:
-            return first
+            return genuine(first)
         try:
             rest = await self.subscription.fetch(self.max_batch - 1, timeout=self.linger)
         except (TimeoutError, nats.errors.TimeoutError):
             rest = []
         raise_if_cancelled()
-        return first + rest
+        return genuine(first + rest)
+
+
+def genuine(messages: list[Msg]) -> list[Msg]:
+    """Only what JetStream delivered: its messages reply to `$JS.ACK.…`. Anything else
+    was published into our inbox by another client, and acknowledging it would publish
+    to whatever subject it names as its reply (a stream purge, say); it is dropped."""
+    kept = [msg for msg in messages if msg.reply.startswith("$JS.ACK.")]
+    for msg in messages:
+        if not msg.reply.startswith("$JS.ACK."):
+            log.warning(
+                "dropped a message in a consumer inbox that JetStream did not send: %s", msg.subject
+            )
+    return kept

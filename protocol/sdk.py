@@ -90,6 +90,12 @@ def event_filters(kinds: Iterable[str] = (), centres: Iterable[str] = ()) -> lis
         raise ValueError(str(exc)) from None
 
 
+def inbox_prefix(durable: str) -> str:
+    """A durable consumer's own reply inboxes: in the production topology an integrator's
+    credential may subscribe only to these."""
+    return f"_INBOX_{durable}"
+
+
 def with_credentials(
     url: str, *, user: str | None = None, password: str | None = None, token: str | None = None
 ) -> str:
@@ -261,7 +267,11 @@ class Subscription:
         url = with_credentials(nats_url, user=user, password=password, token=token)
         name = f"ctta-integrator-{durable or 'ephemeral'}"
         nc = await backbone.connect(
-            url, name, credentials_file=credentials_file, nkey_seed=nkey_seed
+            url,
+            name,
+            credentials_file=credentials_file,
+            nkey_seed=nkey_seed,
+            inbox_prefix=inbox_prefix(durable) if durable else "_INBOX",
         )
         try:
             config = consumer_config(

@@ -118,7 +118,10 @@ class WriteRateLimit:
         if scope["type"] != "http" or self.rate <= 0 or scope["method"] not in WRITE_METHODS:
             await self.app(scope, receive, send)
             return
-        wait = self._take(self._caller(scope), time.monotonic())
+        now = time.monotonic()
+        # The address is always charged: tokens are not verified here, so a fresh made-up
+        # token per request must not buy a fresh bucket.
+        wait = max(self._take(key, now) for key in self._callers(scope))
         if wait > 0:
             await send_json_error(
                 send,
@@ -130,13 +133,14 @@ class WriteRateLimit:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _caller(scope: Scope) -> str:
+    def _callers(scope: Scope) -> list[str]:
+        client = scope.get("client")
+        callers = ["address:" + (client[0] if client else "unknown")]
         authorization = _header(scope, b"authorization") or ""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return "token:" + hash_token(token.strip())
-        client = scope.get("client")
-        return "address:" + (client[0] if client else "unknown")
+            callers.append("token:" + hash_token(token.strip()))
+        return callers
 
     def _take(self, caller: str, now: float) -> float:
         """Spend one token; return 0, or the seconds until one is available."""
@@ -144,6 +148,8 @@ class WriteRateLimit:
         if bucket is None:
             if len(self.buckets) >= self.MAX_BUCKETS:
                 self._forget_idle(now)
+            while len(self.buckets) >= self.MAX_BUCKETS:  # a hard cap, oldest first
+                del self.buckets[next(iter(self.buckets))]
             bucket = self.buckets[caller] = _Bucket(float(self.burst), now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now

@@ -48,6 +48,8 @@ T = TypeVar("T")
 NATS_STATES = ("connecting", "connected", "disconnected", "closed")
 DATABASE_TIMEOUT_SECONDS = 3.0
 CONSUMER_SAMPLE_SECONDS = 5.0
+# Any other method becomes "OTHER": a label value per made-up method would grow forever.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Readiness(BaseModel):
@@ -384,6 +386,6 @@ class HttpMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = self.template(scope)
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             self.instruments.requests.labels(route, method, str(status)).inc()
             self.instruments.duration.labels(route, method).observe(time.perf_counter() - started)

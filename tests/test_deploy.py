@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from ctta.deploy import cli
-from ctta.deploy.manifests import render_manifests, secret_name
+from ctta.deploy.kubernetes import secret_name
+from ctta.deploy.manifests import render_manifests
 from ctta.deploy.natsserver import binary
 from ctta.deploy.topology import Topology
 from ctta.protocol.taxonomy import CENTRES
@@ -93,6 +94,8 @@ def test_kubernetes_manifests_carry_the_rendered_configs(rendered: Path) -> None
         assert {"name": "CTTA_NATS_URL", "value": "nats://127.0.0.1:4222"} in node["env"]
         assert node["envFrom"] == [{"secretRef": {"name": secret_name(f"node-{centre}.env")}}]
         assert f"centre-{centre}" in by_kind["Service"]
+        ingress = by_kind["NetworkPolicy"][f"centre-{centre}"]["spec"]["ingress"]
+        assert ingress == [{"ports": [{"protocol": "TCP", "port": 8701}]}], "leaf port closed"
     for n in (1, 2, 3):
         assert f"nats-hub-{n}" in by_kind["StatefulSet"] and f"nats-hub-{n}" in by_kind["Service"]
     assert {"hub", "postgres"} <= set(by_kind["Service"])

@@ -357,7 +357,8 @@ def test_dense_index_switches_to_hnsw_past_its_threshold() -> None:
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(3000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    exact, approximate = DenseIndex(64, ann_threshold=10**9), DenseIndex(64, ann_threshold=2000)
+    exact = DenseIndex(64, ann_threshold=10**9)
+    approximate = DenseIndex(64, ann_threshold=2000, exact_below=100)
     for slot, vector in enumerate(vectors):
         exact.add(slot, vector)
         approximate.add(slot, vector)
@@ -374,9 +375,19 @@ def test_dense_index_switches_to_hnsw_past_its_threshold() -> None:
         assert all(allowed[slot] and slot % 7 for slot, _ in hits), "filters and removals hold"
         found += len(truth & {slot for slot, _ in hits})
     assert found / 500 >= 0.9, f"recall@10 {found / 500:.2f}"
+    everything = np.ones(3001, dtype=bool)
     moved = -vectors[1]
-    approximate.add(1, moved)  # an update after the switch replaces the vector
-    assert approximate.search(moved, np.ones(3000, dtype=bool), 1)[0][0] == 1
+    approximate.add(1, moved)  # an update after the switch replaces the vector...
+    assert approximate.search(moved, everything, 1)[0][0] == 1
+    ghosts = [s for s, similarity in approximate.search(vectors[1], everything, 10) if s == 1]
+    assert ghosts == [], "...and leaves no copy of the old one in the graph"
+    approximate.add(7, vectors[2000])  # a removed slot reused for another record
+    [(slot, similarity)] = approximate.search(vectors[2000], everything, 1)
+    assert slot in {7, 2000} and similarity > 0.99
+    assert 7 not in {s for s, _ in approximate.search(vectors[7], everything, 10)}
+    few = np.zeros(3001, dtype=bool)
+    few[[10, 20, 30]] = True  # below exact_below: answered exactly
+    assert {s for s, _ in approximate.search(vectors[10], few, 10)} == {10, 20, 30}
 
 
 @pytest.mark.timeout(300)

@@ -210,6 +210,7 @@ async def test_credentials_allow_only_what_each_party_owns(tmp_path: Path) -> No
         )
         await southern.publish("ctta.v1.evt.eastern.achievement.FORGED", b"{}")
         await southern.subscribe("ctta.v1.route.eastern.>")
+        await southern.subscribe("_INBOX.>")  # others' replies and pull deliveries
         with pytest.raises((TimeoutError, nats.errors.Error)):
             await southern.jetstream(domain="hub", timeout=2).add_consumer(
                 backbone.ROUTES_STREAM,
@@ -221,6 +222,7 @@ async def test_credentials_allow_only_what_each_party_owns(tmp_path: Path) -> No
         # nats-py reports permission errors lower-cased, and only through error_cb.
         assert any('publish to "ctta.v1.evt.eastern.achievement.forged"' in e for e in errors)
         assert any('subscription to "ctta.v1.route.eastern.>"' in e for e in errors)
+        await eventually(lambda: _async(any('subscription to "_inbox.>"' in e for e in errors)))
 
         # A client of B's own leaf publishing as A: no stream anywhere takes it.
         on_b = await nats.connect(leaves.leaf_url("southern"))

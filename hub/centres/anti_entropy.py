@@ -3,7 +3,8 @@
 Every `interval` seconds the hub compares, for each centre whose latest heartbeat is fresh
 and reports an empty outbox, the manifest summary of that heartbeat with the same summary
 computed over its index (live records only). A difference seen on `confirmations`
-consecutive checks (one alone may be an event in flight) becomes a resync request on
+consecutive checks with the index unchanged in between (one alone may be an event in
+flight, and a changing index one still catching up) becomes a resync request on
 `ctta.v1.route.<centre>.resync.<id>`, written to the hub's outbox so JetStream delivers it
 after any link outage. It carries the hub's summary per bucket; the node re-publishes the
 records of the buckets that differ. Requests to one centre are spaced by a repair window
@@ -79,6 +80,10 @@ def _compare(
         in_sync=True,
         checked_at=now,
     )
+    # A hub whose index changed since the last check is still taking in events (after a
+    # link outage its source catches up while the node already reports an empty outbox):
+    # that difference is not confirmed yet.
+    hub_moving = row.hub_digest != hub.digest
     row.node_count, row.node_digest = node.count, node.digest
     row.hub_count, row.hub_digest = hub.count, hub.digest
     row.in_sync, row.checked_at = node == hub, now
@@ -86,7 +91,7 @@ def _compare(
         row.mismatched_checks, row.mismatched_since = 0, None
         row.repairs_since_in_sync, row.last_in_sync_at = 0, now
     else:
-        row.mismatched_checks += 1
+        row.mismatched_checks = 1 if hub_moving else row.mismatched_checks + 1
         row.mismatched_since = row.mismatched_since or now
     return row
 

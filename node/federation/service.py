@@ -14,6 +14,9 @@ from ctta.protocol.manifest import bucket_of, manifest_digest, summary
 from ctta.server.outbox import service as outbox
 from ctta.server.outbox.models import OutboxEvent
 
+# Ids per locking statement: far below the 65,535 parameters PostgreSQL accepts.
+LOCK_CHUNK = 1000
+
 
 def manifest(session: Session, centre: str, *, include_records: bool) -> Manifest:
     rows = records.manifest_rows(session)
@@ -56,7 +59,9 @@ def records_in_buckets(session: Session, wanted: set[str]) -> list[Record]:
     ids = [
         record_id for kind, record_id in session.exec(known) if bucket_of(kind, record_id) in wanted
     ]
-    if not ids:
-        return []
-    statement = select(Record).where(col(Record.id).in_(ids)).order_by(col(Record.id))
-    return list(session.exec(statement.with_for_update()))
+    locked: list[Record] = []
+    for start in range(0, len(ids), LOCK_CHUNK):  # bound the parameters of one statement
+        chunk = ids[start : start + LOCK_CHUNK]
+        statement = select(Record).where(col(Record.id).in_(chunk)).order_by(col(Record.id))
+        locked += session.exec(statement.with_for_update())
+    return locked
