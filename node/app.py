@@ -59,6 +59,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
         app.state.relay_state = relay.state
         app.state.nats_state = "connecting"
         app.state.task_failures = {}
+        app.state.published = federation.PublishedState()
         app.state.publisher = Publisher(
             centre=settings.centre,
             signing_key=settings.signing_key(),
@@ -169,4 +170,6 @@ async def _heartbeat(app: FastAPI, settings: NodeSettings, nc: NatsClient) -> No
 
 def _make_heartbeat(app: FastAPI, settings: NodeSettings) -> Heartbeat:
     with session_scope(app.state.engine) as session:
-        return federation.heartbeat(session, settings.centre, settings.public_url)
+        return federation.heartbeat(
+            session, settings.centre, settings.public_url, app.state.published
+        )

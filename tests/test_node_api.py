@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from ctta.deploy.natsserver import free_port
 from ctta.node.app import create_app
+from ctta.node.federation import service as federation
 from ctta.server.outbox.models import OutboxEvent
 from tests.support import STAFF, achievement_body, demand_body, serving
 
@@ -208,3 +209,27 @@ async def test_openapi_lists_every_path(node) -> None:
         "/healthz",
     ):
         assert expected in paths
+
+
+async def test_heartbeat_rereads_the_manifest_only_after_a_change(node) -> None:
+    state = federation.PublishedState()
+    engine = node.app.state.engine
+
+    def beat():
+        with Session(engine) as session:
+            return federation.heartbeat(session, "eastern", None, state)
+
+    await create(node)
+    first = beat()
+    assert first.manifest is not None and first.manifest.count == 1
+    assert beat().manifest is first.manifest, "nothing changed: the summary is reused"
+    private = await create(node, visibility="private")  # not published: no outbox row
+    assert beat().manifest is first.manifest
+    await node.put(
+        f"/api/v1/achievements/{private['id']}",
+        json=achievement_body(version=1, visibility="public"),
+        headers=STAFF,
+    )
+    changed = beat()
+    assert changed.manifest is not None and changed.manifest.count == 2
+    assert changed.counts == {"achievement": 2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
@@ -10,7 +11,7 @@ from ctta.node.federation.models import Manifest, ManifestEntry
 from ctta.node.records import service as records
 from ctta.node.records.models import Record
 from ctta.protocol.heartbeat import Heartbeat
-from ctta.protocol.manifest import bucket_of, manifest_digest, summary
+from ctta.protocol.manifest import ManifestSummary, bucket_of, manifest_digest, summary
 from ctta.server.outbox import service as outbox
 from ctta.server.outbox.models import OutboxEvent
 
@@ -35,15 +36,39 @@ def published_counts(session: Session) -> dict[str, int]:
     return records.published_counts(session)
 
 
-def heartbeat(session: Session, centre: str, node_url: str | None) -> Heartbeat:
+@dataclass
+class PublishedState:
+    """Counts and manifest summary, kept with the outbox position they were read at.
+
+    Every change to what a node publishes adds an outbox row, so while the newest row is
+    the same the published set is too, and a heartbeat every few seconds need not read
+    every record again.
+    """
+
+    position: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    manifest: ManifestSummary | None = None
+
+    def refresh(self, session: Session) -> None:
+        position = outbox.last_seq(session)
+        if self.manifest is None or position != self.position:
+            self.counts = published_counts(session)
+            self.manifest = summary(records.manifest_rows(session))
+            self.position = position
+
+
+def heartbeat(
+    session: Session, centre: str, node_url: str | None, state: PublishedState
+) -> Heartbeat:
     """Liveness, backlog, counts and the manifest summary the hub's anti-entropy compares."""
+    state.refresh(session)
     return Heartbeat(
         centre=centre,
         node_url=node_url,
         sent_at=datetime.now(UTC),
         outbox_backlog=outbox.backlog(session),
-        counts=published_counts(session),
-        manifest=summary(records.manifest_rows(session)),
+        counts=state.counts,
+        manifest=state.manifest,
     )
 
 

@@ -52,6 +52,11 @@ def record_failure(session: Session, seq: int, error: str) -> None:
     )
 
 
+def last_seq(session: Session) -> int | None:
+    """The newest row's position: unchanged means nothing was enqueued since."""
+    return session.exec(select(func.max(OutboxEvent.seq))).one()
+
+
 def backlog(session: Session) -> int:
     statement = (
         select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
