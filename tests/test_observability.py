@@ -125,7 +125,10 @@ async def test_hub_metrics_count_ingest_dead_letters_and_requests(
                 consumer="hub-indexer",
             )
             alive = value(samples, "ctta_hub_centre_alive", centre="eastern")
-            return samples if pending == 0 and alive == 1 else None
+            # The backlog is the last heartbeat's: one sent before the relay published
+            # still says 1 until the next beat.
+            backlog = value(samples, "ctta_hub_centre_outbox_backlog", centre="eastern")
+            return samples if pending == 0 and alive == 1 and backlog == 0 else None
 
         samples = await eventually(scraped, timeout=15)
         assert value(samples, "ctta_hub_ingested_events_total") == 1
