@@ -162,7 +162,10 @@ async def run(args: argparse.Namespace) -> None:
                 base,
                 token=TOKEN,
                 keys=keys,
-                hub_settings={"sqlite_synchronous": "NORMAL"},
+                hub_settings={
+                    "sqlite_synchronous": "NORMAL",
+                    "match_ann_threshold": args.ann_threshold,
+                },
             ) as federation:
                 if args.filler_vectors == "encoder":
                     await publish(server.url, events)
@@ -177,7 +180,7 @@ async def run(args: argparse.Namespace) -> None:
                 approximate = matcher.engine.dense.approximate
                 print(f"dense search: {'HNSW' if approximate else 'exact'}")
                 await preview_latency(federation, papers, args.previews)
-                await routing_latency(federation, papers, args.demands)
+                await routing_latency(federation, papers, args.demands, args.achievements)
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 print(f"peak RSS of the bench process (hub + 11 nodes): {rss:.0f} MiB")
         finally:
@@ -191,6 +194,12 @@ if __name__ == "__main__":
     parser.add_argument("--achievements", type=int, default=100_000, help="(100,000)")
     parser.add_argument("--previews", type=int, default=200, help="(200)")
     parser.add_argument("--demands", type=int, default=50, help="routing samples (50)")
+    parser.add_argument(
+        "--ann-threshold",
+        type=int,
+        default=200_000,
+        help="the hub's CTTA_MATCH_ANN_THRESHOLD (200,000: exact search at 100,000)",
+    )
     parser.add_argument(
         "--filler-vectors",
         choices=["encoder", "random"],

@@ -67,6 +67,7 @@ def create_app(settings: HubSettings) -> FastAPI:
                 wake_relay=relay.wake,
                 threshold=settings.match_threshold,
                 per_record=settings.matches_per_record,
+                ann_threshold=settings.match_ann_threshold,
             )
             if settings.matching
             else None

@@ -36,6 +36,11 @@ class HubSettings(BaseSettings):
         default=0.45, ge=0, le=1, description="Route proposals at or above this"
     )
     matches_per_record: int = Field(default=5, ge=1, le=50)
+    match_ann_threshold: int = Field(
+        default=200_000,
+        ge=1,
+        description="Vectors beyond which dense search switches from exact to HNSW",
+    )
     webhook_allow_http: bool = Field(
         default=False, description="Accept http:// webhook URLs (tests and local development only)"
     )

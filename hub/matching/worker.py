@@ -62,10 +62,11 @@ class Matcher:
     model_name: str = "use-multilingual-v3"
     threshold: float = 0.45
     per_record: int = 5
+    ann_threshold: int = 200_000
     state: MatcherState = field(default_factory=MatcherState)
 
     def __post_init__(self) -> None:
-        self.engine = HybridEngine(self.encoder.dimensions)
+        self.engine = HybridEngine(self.encoder.dimensions, ann_threshold=self.ann_threshold)
         self._lock = threading.Lock()
         self._queue: asyncio.Queue[Change] = asyncio.Queue()
         self._titles: dict[RecordKey, dict[str, Any]] = {}
