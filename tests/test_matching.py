@@ -14,7 +14,8 @@ from ctta.deploy.local import serving
 from ctta.deploy.natsserver import NatsServer
 from ctta.hub.app import create_app as create_hub
 from ctta.hub.matching.encoder import UseEncoder
-from ctta.hub.matching.engine import DenseIndex, HybridEngine
+from ctta.hub.matching.engine import HybridEngine
+from ctta.hub.matching.indexes import DenseIndex
 from ctta.hub.matching.service import live_records, match_doc
 from ctta.hub.matching.worker import Change
 from ctta.node.app import create_app as create_node
