@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nats
@@ -18,7 +18,6 @@ from ctta.deploy.keys import NKeyUser, ensure_nkeys
 from ctta.deploy.natsserver import NatsServer, free_ports
 from ctta.deploy.topology import (
     HUB_USER,
-    LeafServer,
     ServerKeys,
     Topology,
     backbone_users,
@@ -134,26 +133,16 @@ def started(
 ) -> Iterator[LeafBackbone]:
     """Render with real keys, start every server; centres in `linked` reach the hub only
     through a `Link` (to hub-1), which the caller must `restore()` to connect them."""
-    ports = iter(free_ports(4 * 3 + 2 * len(centres) + len(linked)))
-    topology = Topology.loopback(centres, lambda: next(ports), integrators)
+    ports = iter(free_ports(Topology.loopback_ports(len(centres)) + len(linked)))
+    topology = Topology.loopback(centres, ports, integrators)
     links = {c: Link(topology.hub_servers[0].leaf_port, next(ports)) for c in linked}
-    topology = Topology(
-        topology.hub_servers,
-        tuple(
-            LeafServer(
-                leaf.centre,
-                leaf.host,
-                leaf.client_port,
-                leaf.monitor_port,
-                (f"nats-leaf://127.0.0.1:{links[leaf.centre].port}",)
-                if leaf.centre in links
-                else (),
-            )
-            for leaf in topology.leaves
-        ),
-        topology.integrators,
-        topology.listen_host,
+    leaves = tuple(
+        replace(leaf, remote_urls=(f"nats-leaf://127.0.0.1:{links[leaf.centre].port}",))
+        if leaf.centre in links
+        else leaf
+        for leaf in topology.leaves
     )
+    topology = replace(topology, leaves=leaves)
     users = ensure_nkeys(base / "nkeys.json", backbone_users(topology))
     configs = render_all(topology, ServerKeys.from_users(users, topology), lambda n: str(base / n))
     configs.write(base / "conf")

@@ -22,6 +22,15 @@ from ctta.protocol.registry import FederationRegistry
 from ctta.protocol.signing import SigningKey
 
 
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a file that holds secrets: created with `mode` from the start, never readable
+    by others for a moment as `write_text` followed by `chmod` would leave it."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, mode)  # an existing file keeps its old mode through os.open
+
+
 def new_key(centre: str) -> SigningKey:
     return SigningKey.generate(f"{centre}#{datetime.now(UTC):%Y%m%d%H%M%S}")
 
@@ -38,8 +47,7 @@ def load_seeds(path: Path) -> dict[str, SigningKey]:
 
 def save_seeds(path: Path, keys: dict[str, SigningKey]) -> None:
     payload = {c: {"key_id": k.key_id, "seed": k.seed_b64()} for c, k in sorted(keys.items())}
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
+    write_private(path, json.dumps(payload, indent=2) + "\n")
 
 
 def ensure_keys(
@@ -82,6 +90,5 @@ def ensure_nkeys(path: Path, users: list[str]) -> dict[str, NKeyUser]:
     for user in users:
         known.setdefault(user, NKeyUser.generate().seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(sorted(known.items())), indent=2) + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
+    write_private(path, json.dumps(dict(sorted(known.items())), indent=2) + "\n")
     return {user: NKeyUser(known[user]) for user in users}

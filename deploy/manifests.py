@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ctta.deploy.keys import NKeyUser
+from ctta.deploy.keys import NKeyUser, write_private
 from ctta.deploy.topology import (
     HUB_USER,
     ServerKeys,
@@ -77,8 +77,7 @@ def write_secrets(
     written = []
     for name, values in service_env(topology, users, signing).items():
         path = directory / name
-        path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-        path.chmod(0o600)
+        write_private(path, "".join(f"{key}={value}\n" for key, value in values.items()))
         written.append(path)
     return written
 

@@ -95,7 +95,7 @@ def keys_init(args: argparse.Namespace) -> None:
     registry.save(registry_file)
     topology = (
         Topology.loopback(
-            centres, iter(free_ports(12 + 2 * len(centres))).__next__, args.integrator
+            centres, iter(free_ports(Topology.loopback_ports(len(centres)))), args.integrator
         )
         if args.layout == "loopback"
         else Topology.containers(centres, args.integrator)

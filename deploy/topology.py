@@ -14,11 +14,11 @@ events and heartbeat, and may source only its own routes from the hub.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctta.deploy.keys import NKeyUser
+from ctta.deploy.keys import NKeyUser, write_private
 from ctta.protocol.backbone import EVENTS_STREAM, HUB_DOMAIN, PROVISIONING_INBOX, ROUTES_STREAM
 from ctta.protocol.sdk import inbox_prefix
 from ctta.protocol.subjects import (
@@ -100,15 +100,20 @@ class Topology:
             f"nats-leaf://{server.host}:{server.leaf_port}" for server in self.hub_servers
         ]
 
+    @staticmethod
+    def loopback_ports(centres: int) -> int:
+        """How many ports `loopback` takes: four per hub server, two per leaf."""
+        return 4 * 3 + 2 * centres
+
     @classmethod
     def loopback(
-        cls, centres: Iterable[str], port: Callable[[], int], integrators: Iterable[str] = ()
+        cls, centres: Iterable[str], ports: Iterator[int], integrators: Iterable[str] = ()
     ) -> Topology:
-        """Everything on 127.0.0.1 with ports from `port()`: tests and local trials."""
+        """Everything on 127.0.0.1 with ports from `ports`: tests and local trials."""
         hub = tuple(
-            HubServer(f"hub-{n}", "127.0.0.1", port(), port(), port(), port()) for n in (1, 2, 3)
+            HubServer(f"hub-{n}", "127.0.0.1", *(next(ports) for _ in range(4))) for n in (1, 2, 3)
         )
-        leaves = tuple(LeafServer(c, "127.0.0.1", port(), port()) for c in centres)
+        leaves = tuple(LeafServer(c, "127.0.0.1", next(ports), next(ports)) for c in centres)
         return cls(hub, leaves, tuple(integrators), listen_host="127.0.0.1")
 
     @classmethod
@@ -322,8 +327,7 @@ class RenderedConfigs:
         written = []
         for name, text in sorted(self.files.items()):
             path = directory / name
-            path.write_text(text, encoding="utf-8")
-            path.chmod(mode)
+            write_private(path, text, mode)
             written.append(path)
         return written
 

@@ -360,10 +360,10 @@ def genuine(messages: list[Msg]) -> list[Msg]:
     """Only what JetStream delivered: its messages reply to `$JS.ACK.…`. Anything else
     was published into our inbox by another client, and acknowledging it would publish
     to whatever subject it names as its reply (a stream purge, say); it is dropped."""
-    kept = [msg for msg in messages if msg.reply.startswith("$JS.ACK.")]
+    kept = []
     for msg in messages:
-        if not msg.reply.startswith("$JS.ACK."):
-            log.warning(
-                "dropped a message in a consumer inbox that JetStream did not send: %s", msg.subject
-            )
+        if msg.reply.startswith("$JS.ACK."):
+            kept.append(msg)
+        else:
+            log.warning("dropped a message JetStream did not send to this inbox: %s", msg.subject)
     return kept
