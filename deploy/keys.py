@@ -26,9 +26,9 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     """Write a file that holds secrets: created with `mode` from the start, never readable
     by others for a moment as `write_text` followed by `chmod` would leave it."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(descriptor, mode)  # an existing file keeps its old mode through os.open
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
-    os.chmod(path, mode)  # an existing file keeps its old mode through os.open
 
 
 def new_key(centre: str) -> SigningKey:
